@@ -1,0 +1,284 @@
+"""Unicode text analysis for watch rules: folding, tokenising, language guessing, stemming.
+
+Pure: no I/O. simplemma (Ukrainian) is imported lazily, the first time a Ukrainian word
+needs a lemma, because its dictionaries cost about 64 MB.
+
+Folding (`fold`) is what makes matching case- and accent-insensitive:
+
+- `str.casefold()` first (so `ß` becomes `ss`, final `ς` becomes `σ`, `İ` ...);
+- then NFKD, dropping combining marks, so `é`->`e`, `ü`->`u`, `ά`->`α`, `ﬁ`->`fi`, `²`->`2`,
+  but only on Latin, Greek and Cyrillic letters: in Devanagari or Arabic the marks are
+  vowels, so other scripts are left as they are;
+- except in Cyrillic, where NFKD would destroy letters: `й`, `ї` and `ў` are letters of their
+  own (`й` is not `и` with an accent), so they are kept. `ё` folds to `е`, because Russian
+  news mostly prints `е` for `ё` and the Snowball Russian stemmer treats them as equal.
+- typographic apostrophes (’ ʼ ‘ `) fold to `'`.
+
+Tokens: a word is a run of letters, digits and combining marks, which may contain
+apostrophes between letters (`Kyiv's`, `п’ять` are one word). Everything else separates
+words. A hyphenated word (`cease-fire`, `NATO-membership`) yields its parts at consecutive
+positions plus the joined word (`ceasefire`) spanning the parts' positions and characters.
+A word starting with an elided French or Italian article or particle (`l'armée`, `d'un`,
+`dell'anno`) also yields the word without it (`armée`) at the same position; other
+apostrophes (`Kyiv's`, `O'Brien`, Ukrainian `п'ять`) never split a word.
+Scripts written without spaces (Chinese, Japanese, Thai) are not segmented: a run of them is
+one word, so only `/regex/` terms find text inside it.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+import regex
+import Stemmer
+
+_LETTER = r"[\p{L}\p{N}\p{M}]"
+_WORD = rf"{_LETTER}+(?:['’ʼ‘`]{_LETTER}+)*"
+_HYPHENS = "-\u2010\u2011"
+# One match is a word or a hyphenated compound of words.
+_COMPOUND_RE = regex.compile(rf"{_WORD}(?:[{_HYPHENS}]{_WORD})*")
+_HYPHEN_SPLIT_RE = regex.compile(rf"[{_HYPHENS}]")
+
+_APOSTROPHES = str.maketrans({"’": "'", "ʼ": "'", "‘": "'", "`": "'"})
+# Cyrillic letters that NFKD would decompose into another letter plus a mark.
+_KEEP_COMPOSED = frozenset("йїў")
+# Elided articles and particles (French, Italian) that prefix a word with an apostrophe.
+_ELISIONS = frozenset(
+    {
+        "l", "d", "j", "m", "n", "s", "t", "c", "qu", "jusqu", "lorsqu", "puisqu", "quoiqu",
+        "presqu", "quelqu", "dell", "nell", "all", "dall", "sull", "coll", "un", "quell",
+    }
+)  # fmt: skip
+
+_TAG_GAP = 1000  # word positions between a field's values
+# The declared language stems are computed for; None: guess it from each word's script.
+Mode = str | None
+
+
+class Token(NamedTuple):
+    """One word of a text. `first`/`last` are word positions (equal except for a joined
+    hyphenated word, which spans its parts); `start`/`end` are character offsets."""
+
+    start: int
+    end: int
+    first: int
+    last: int
+    word: str  # as written (a joined compound without its hyphens)
+    folded: str
+    joined: bool  # an extra form at the same positions: a compound joined, an elision cut
+
+
+@lru_cache(maxsize=65536)
+def _fold_char(char: str) -> str:
+    if char in _KEEP_COMPOSED:
+        return char
+    if char == "ё":
+        return "е"
+    decomposed = unicodedata.normalize("NFKD", char)
+    if not _is_european(decomposed[0]):
+        return char  # marks are letters' vowels in Devanagari, Arabic ...: keep them
+    stripped = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    # Compatibility forms can decompose to capitals (℠ -> SM), casefolding can compose.
+    if stripped.isascii():
+        return stripped
+    return "".join(c for c in unicodedata.normalize("NFKD", stripped) if not unicodedata.combining(c))
+
+
+def _is_european(char: str) -> bool:
+    """Latin, Greek or Cyrillic (and their combining marks), where accents fold away."""
+    point = ord(char)
+    return point < 0x530 or 0x1E00 <= point <= 0x1FFF
+
+
+@lru_cache(maxsize=262144)
+def fold(text: str) -> str:
+    """Case- and accent-fold `text` (see the module docstring for what is kept)."""
+    lowered = text.casefold()
+    if lowered.isascii():
+        return lowered.translate(_APOSTROPHES) if "`" in lowered else lowered
+    lowered = unicodedata.normalize("NFC", lowered).translate(_APOSTROPHES)
+    return "".join(_fold_char(c) if not c.isascii() else c for c in lowered)
+
+
+def tokenize(text: str) -> list[Token]:
+    """Split `text` into words with offsets and positions (see the module docstring)."""
+    tokens: list[Token] = []
+    pos = 0
+    for match in _COMPOUND_RE.finditer(text):
+        word = match.group()
+        start = match.start()
+        if not any(h in word for h in _HYPHENS):
+            _add_word(tokens, word, start, pos)
+            pos += 1
+            continue
+        first = pos
+        offset = start
+        for part in _HYPHEN_SPLIT_RE.split(word):
+            _add_word(tokens, part, offset, pos)
+            offset += len(part) + 1
+            pos += 1
+        # The joined form is what stemming sees, so it is stored without hyphens.
+        joined = _HYPHEN_SPLIT_RE.sub("", word)
+        tokens.append(Token(start, match.end(), first, pos - 1, joined, fold(joined), True))
+    return tokens
+
+
+def _add_word(tokens: list[Token], word: str, start: int, pos: int) -> None:
+    folded = fold(word)
+    tokens.append(Token(start, start + len(word), pos, pos, word, folded, False))
+    head, apostrophe, rest = folded.partition("'")
+    if apostrophe and head in _ELISIONS:
+        # French/Italian elided article: "l'armée" is also "armée" (same position).
+        cut = len(word) - len(rest)
+        tokens.append(Token(start + cut, start + len(word), pos, pos, word[cut:], rest, True))
+
+
+# --- languages ----------------------------------------------------------------------------
+
+_SNOWBALL = {
+    "ar": "arabic", "ca": "catalan", "cs": "czech", "da": "danish", "de": "german",
+    "el": "greek", "en": "english", "es": "spanish", "eu": "basque", "fi": "finnish",
+    "fr": "french", "ga": "irish", "hi": "hindi", "hu": "hungarian", "hy": "armenian",
+    "id": "indonesian", "it": "italian", "lt": "lithuanian", "nb": "norwegian",
+    "ne": "nepali", "nl": "dutch", "nn": "norwegian", "no": "norwegian", "fa": "persian",
+    "pl": "polish", "pt": "portuguese", "ro": "romanian", "ru": "russian", "sr": "serbian",
+    "sv": "swedish", "ta": "tamil", "tr": "turkish", "yi": "yiddish",
+}  # fmt: skip
+UKRAINIAN = "uk"
+SUPPORTED_LANGUAGES = frozenset(_SNOWBALL) | {UKRAINIAN}
+
+_CYRILLIC, _GREEK, _LATIN, _OTHER = "cyrillic", "greek", "latin", "other"
+_LANGUAGE_SCRIPT = {
+    "ru": _CYRILLIC, "uk": _CYRILLIC, "be": _CYRILLIC, "bg": _CYRILLIC, "mk": _CYRILLIC,
+    "sr": _CYRILLIC, "kk": _CYRILLIC, "el": _GREEK, "ar": _OTHER, "fa": _OTHER, "hi": _OTHER,
+    "ne": _OTHER, "hy": _OTHER, "ta": _OTHER, "yi": _OTHER,
+}  # fmt: skip
+_UKRAINIAN_LETTERS = frozenset("іїєґ")
+
+
+def normalize_language(code: str | None) -> str | None:
+    """`en-US`, `en_us`, `EN` -> `en`; None or blank -> None."""
+    if code is None:
+        return None
+    base = code.strip().replace("_", "-").split("-", 1)[0].lower()
+    return base or None
+
+
+def _script(folded: str) -> str | None:
+    for char in folded:
+        if char.isalpha():
+            point = ord(char)
+            if point < 0x250 or 0x1E00 <= point <= 0x1EFF:
+                return _LATIN
+            if 0x370 <= point <= 0x3FF or 0x1F00 <= point <= 0x1FFF:
+                return _GREEK
+            if 0x400 <= point <= 0x52F:
+                return _CYRILLIC
+            return _OTHER
+    return None  # digits only
+
+
+@lru_cache(maxsize=262144)
+def word_language(folded: str, declared: str | None) -> str | None:
+    """The language to stem `folded` in: `declared` when the word is written in that
+    language's script, else a guess from the script (Cyrillic: Russian, or Ukrainian when
+    the word has і ї є ґ; Greek; Latin: English). None means: do not stem."""
+    script = _script(folded)
+    if script is None:
+        return None
+    if declared is not None and _LANGUAGE_SCRIPT.get(declared, _LATIN) == script:
+        return declared
+    if script == _CYRILLIC:
+        return UKRAINIAN if _UKRAINIAN_LETTERS.intersection(folded) else "ru"
+    if script == _GREEK:
+        return "el"
+    if script == _LATIN:
+        return "en"
+    return None
+
+
+_stemmers: dict[str, Any] = {}
+_lemmatize: Any = None
+
+
+def _snowball(language: str) -> Any:
+    stemmer = _stemmers.get(language)
+    if stemmer is None:
+        stemmer = _stemmers[language] = Stemmer.Stemmer(_SNOWBALL[language])
+    return stemmer
+
+
+def _ukrainian_lemma(word: str) -> str:
+    global _lemmatize
+    if _lemmatize is None:
+        from simplemma import lemmatize  # lazy: ~64 MB of dictionaries
+
+        _lemmatize = lemmatize
+    return str(_lemmatize(word.translate(_APOSTROPHES), lang=UKRAINIAN))
+
+
+@lru_cache(maxsize=262144)
+def stem(word: str, declared: str | None = None) -> str:
+    """The folded stem (or Ukrainian lemma) of one word as written; `declared` is a
+    normalised language code or None (guess from the script). Unsupported languages
+    fall back to the folded word, i.e. exact matching."""
+    folded = fold(word)
+    language = word_language(folded, declared)
+    if language is None:
+        return folded
+    if language == UKRAINIAN:
+        # simplemma knows proper nouns by their capital, so it gets the word as written.
+        return fold(_ukrainian_lemma(word))
+    if language not in _SNOWBALL:
+        return folded
+    return str(_snowball(language).stemWord(folded))
+
+
+class FieldIndex:
+    """The words of one article field, by folded form and (lazily, per language mode) by
+    stem. The first value has real offsets; further values (a feed's tags) are searchable
+    but carry an empty span (0, 0), and sit far apart in positions so no phrase joins them."""
+
+    def __init__(self, name: str, values: Sequence[str]) -> None:
+        self.name = name
+        self.text = values[0]
+        tokens = tokenize(values[0])
+        self.words = [t.word for t in tokens]
+        self.firsts = [t.first for t in tokens]
+        self.lasts = [t.last for t in tokens]
+        self.starts = [t.start for t in tokens]
+        self.ends = [t.end for t in tokens]
+        parts = [t for t in tokens if not t.joined]  # index == position
+        self.part_starts = [t.start for t in parts]
+        self.part_ends = [t.end for t in parts]
+        self.by_word: dict[str, list[int]] = {}
+        for index, token in enumerate(tokens):
+            self.by_word.setdefault(token.folded, []).append(index)
+        self.extra: list[tuple[str, int]] = []  # (tag, its first position)
+        base = len(parts) + _TAG_GAP
+        for value in values[1:]:
+            self.extra.append((value, base))
+            for token in tokenize(value):
+                self.by_word.setdefault(token.folded, []).append(len(self.words))
+                self.words.append(token.word)
+                self.firsts.append(base + token.first)
+                self.lasts.append(base + token.last)
+                self.starts.append(0)
+                self.ends.append(0)
+            base += _TAG_GAP
+        self._stems: dict[Mode, dict[str, list[int]]] = {}
+
+    def stems(self, mode: Mode) -> dict[str, list[int]]:
+        table = self._stems.get(mode)
+        if table is None:
+            table = self._stems[mode] = {}
+            for index, word in enumerate(self.words):
+                table.setdefault(stem(word, mode), []).append(index)
+        return table
+
+    def lookup(self, key: tuple[bool, str], mode: Mode) -> list[int]:
+        """Token indexes of a (stemmed?, word) key."""
+        return (self.stems(mode) if key[0] else self.by_word).get(key[1], [])

@@ -1,0 +1,167 @@
+"""One pass: due feeds -> fetch -> parse -> decide -> store (one transaction) -> deliver.
+
+I/O orchestration only; the decisions are made in decide.py. One feed's failure, expected or not,
+is recorded on that feed and logged as one line; the pass goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from monitor.config import CONSOLE, Config, FeedConfig
+from monitor.decide import Policy, decide_feed
+from monitor.errors import FeedError
+from monitor.fetch import FetchLimits, FetchRequest, FetchResult, Fetcher
+from monitor.models import Article, FeedPlan, FeedState, ParsedFeed, RuleMatch
+from monitor.parse import parse_feed
+from monitor.rules import FeedInfo, RuleSet, RuleSpec
+from monitor.store import Store
+
+log = logging.getLogger("monitor.poll")
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PassReport:
+    polled: int
+    failed: int
+    alerts: int
+
+
+class Poller:
+    """Polls feeds for one config; rebuilt on reload."""
+
+    def __init__(self, config: Config, store: Store, clock: Clock = utcnow) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        rules = [r for r in config.rules.values() if r.enabled]
+        self.ruleset = RuleSet([RuleSpec(name=r.name, query=r.query, language=r.language,
+                                         exclude=r.exclude) for r in rules])
+        enabled_channels = {CONSOLE} | {c.name for c in config.channels.values() if c.enabled}
+        self.routes: dict[str, dict[str, tuple[str, ...]]] = {
+            feed: {r.name: tuple(c for c in r.channels if c in enabled_channels)
+                   for r in rules if feed in config.rule_feeds(r)}
+            for feed in config.feeds
+        }
+        s = config.settings
+        self.fetcher = Fetcher(FetchLimits(
+            user_agent=s.user_agent, timeout=s.timeout.total_seconds(), max_body=s.max_body,
+            max_redirects=s.max_redirects, per_host=s.per_host))
+
+    def sync(self) -> list[str]:
+        """Make the database follow the config's feeds; returns new or changed feed names."""
+        feeds = {f.name: f.url for f in self.config.feeds.values()}
+        return self.store.sync_feeds(feeds, self.clock())
+
+    def due(self, *, force: bool) -> list[FeedState]:
+        """Enabled feeds to poll now. `force` (run --once) ignores next-poll times but still
+        skips gone feeds and unexpired Retry-After."""
+        now = self.clock()
+        result = []
+        for name, state in self.store.feed_states().items():
+            feed = self.config.feeds.get(name)
+            if feed is None or not feed.enabled or state.state == "gone":
+                if force and feed is not None and feed.enabled and state.state == "gone":
+                    log.info("feed %s: skipped: marked gone (HTTP 410)", name)
+                continue
+            if state.retry_after_until and state.retry_after_until > now:
+                if force:
+                    log.info("feed %s: skipped: the server asked to wait until %s (Retry-After)",
+                             name, f"{state.retry_after_until:%Y-%m-%d %H:%M:%S} UTC")
+                continue
+            if force or state.next_poll_at is None or state.next_poll_at <= now:
+                result.append(state)
+        return result
+
+    def poll(self, states: list[FeedState]) -> PassReport:
+        """Fetch, parse and decide every given feed; store the pass in one transaction."""
+        if not states:
+            return PassReport(polled=0, failed=0, alerts=0)
+        requests = [FetchRequest(feed=s.name, url=s.fetch_url, etag=s.etag,
+                                 last_modified=s.last_modified) for s in states]
+        results = self.fetcher.fetch_all(requests)
+        plans = []
+        for state, result in zip(states, results, strict=True):
+            if result.error == "cancelled":
+                continue  # shutting down: the feed stays due, nothing is recorded
+            plans.append(self._plan(self.config.feeds[state.name], state, result))
+        created = self.store.apply(plans, self.clock())
+        for plan in plans:
+            for line in plan.log:
+                (log.warning if plan.state.state == "failing" else log.info)(
+                    "feed %s: %s", plan.state.name, line)
+        failed = sum(1 for p in plans if p.state.state in ("failing", "gone"))
+        return PassReport(polled=len(plans), failed=failed, alerts=created)
+
+    def cancel(self) -> None:
+        self.fetcher.cancel()
+
+    def _plan(self, feed: FeedConfig, state: FeedState, result: FetchResult) -> FeedPlan:
+        now = self.clock()
+        try:
+            parsed, problem, body_hash = self._parse(feed, result)
+            known = self.store.known_keys(feed.name, [a.key for a in parsed.entries]) if parsed else set()
+            info = FeedInfo(name=feed.name, tags=feed.tags,
+                            language=feed.language or (parsed.language if parsed else None) or state.language)
+            return decide_feed(
+                state=state, outcome=result, parsed=parsed, problem=problem, body_hash=body_hash,
+                known_keys=known, match=lambda a: self._match(a, info),
+                routes=self.routes.get(feed.name, {}),
+                policy=Policy(interval=feed.interval, max_backoff=self.config.settings.max_backoff,
+                              backfill=self.config.settings.backfill),
+                now=now, jitter=random.random(),
+            )
+        except Exception as exc:  # a bug or hostile input in one feed must not stop the pass
+            log.error("feed %s: unexpected %s: %s", feed.name, type(exc).__name__, exc,
+                      exc_info=log.isEnabledFor(logging.DEBUG))
+            failed = replace(state, last_polled_at=now, state="failing", failures=state.failures + 1,
+                             last_error=f"internal error: {type(exc).__name__}: {exc}",
+                             next_poll_at=now + min(self.config.settings.max_backoff, feed.interval))
+            return FeedPlan(state=failed)
+
+    def _parse(self, feed: FeedConfig, result: FetchResult) -> tuple[ParsedFeed | None, str | None, str | None]:
+        if result.body is None:
+            return None, None, None
+        body_hash = hashlib.sha256(result.body).hexdigest()
+        try:
+            parsed = parse_feed(result.body, feed=feed.name, url=result.final_url,
+                                headers=result.headers, max_entries=self.config.settings.max_entries)
+        except FeedError as exc:
+            return None, exc.message + (f"; {exc.hint}" if exc.hint else ""), body_hash
+        content_type = result.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type and not any(k in content_type for k in ("xml", "rss", "atom", "json")):
+            parsed = replace(parsed, warnings=(*parsed.warnings,
+                             f"served as {content_type!r}, not a feed type; parsed anyway"))
+        return parsed, None, body_hash
+
+    def _match(self, article: Article, info: FeedInfo) -> list[RuleMatch]:
+        return self.ruleset.match(article, info)
+
+
+def prune(config: Config, store: Store, now: datetime) -> None:
+    """Daily maintenance: drop old article text and forget old seen ids."""
+    s = config.settings
+    store.prune(now, keep_text_before=now - s.keep_text, forget_before=now - s.keep_seen)
+
+
+def spread_overdue(store: Store, config: Config, now: datetime) -> None:
+    """At daemon start, overdue feeds are spread over a short window instead of all at once."""
+    overdue = [s for s in store.feed_states().values()
+               if s.next_poll_at and s.next_poll_at < now and s.state != "gone"]
+    window = min(timedelta(minutes=5), config.settings.interval) if len(overdue) > 10 else timedelta(0)
+    for index, state in enumerate(sorted(overdue, key=lambda s: s.next_poll_at or now)):
+        offset = window * index / max(1, len(overdue))
+        store.save_feed_state(replace(state, next_poll_at=now + offset))
+
+

@@ -1,0 +1,219 @@
+"""The daemon and the one-shot pass: APScheduler jobs, signals, reload, sd_notify.
+
+APScheduler 3 is the clock: a poll tick that polls due feeds, a delivery tick, and daily
+maintenance. Both ticks run on ONE worker thread, so the daemon has one writer; each feed's next
+poll time lives in SQLite, so a restart neither loses the schedule nor hammers every feed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from types import FrameType
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from monitor import notify
+from monitor.config import Config, load_config
+from monitor.deliver import Options, deliver_all
+from monitor.errors import ConfigError, MonitorError, StoreError
+from monitor.lock import InstanceLock
+from monitor.poll import Poller, prune, spread_overdue, utcnow
+from monitor.store import Store
+
+log = logging.getLogger("monitor.service")
+
+POLL_TICK = timedelta(seconds=5)
+DELIVERY_TICK = timedelta(seconds=5)
+STOP_GRACE = 8.0  # seconds; SIGTERM must end the process within 10 s
+
+
+def load_checked(path: Path) -> Config:
+    """Load the config, checking every channel URL with apprise: one merged report."""
+    return load_config(path, check_channel_url=notify.validate)
+
+
+def open_store(config: Config) -> Store:
+    return Store(config.settings.database)
+
+
+def run_once(config: Config) -> int:
+    """`run --once`: poll every enabled feed now, deliver due alerts, wait, exit 0."""
+    lock = InstanceLock(config.settings.database)
+    lock.acquire()
+    try:
+        store = open_store(config)
+        store.release_claims()
+        poller = Poller(config, store)
+        poller.sync()
+        report = poller.poll(poller.due(force=True))
+        log.info("pass done: %d feeds polled, %d failed, %d alerts queued",
+                 report.polled, report.failed, report.alerts)
+        deliver_all(config, store, utcnow, Options(ignore_backoff=True, retry_failing=False))
+        prune(config, store, utcnow())
+        store.close()
+    finally:
+        lock.release()
+    return 0
+
+
+class Daemon:
+    """`run`: the long-lived service."""
+
+    def __init__(self, config_path: Path, config: Config) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.lock = InstanceLock(config.settings.database)
+        self.stopping = threading.Event()
+        self.reload_requested = threading.Event()
+        self.store: Store | None = None
+        self.poller: Poller | None = None
+        self.first_delivery = True
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
+            timezone="UTC",
+        )
+
+    def run(self) -> int:
+        self.lock.acquire()
+        try:
+            self.store = open_store(self.config)
+            self.store.release_claims()
+            self._install(self.config)
+            spread_overdue(self.store, self.config, utcnow())
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, self._on_stop)
+            signal.signal(signal.SIGHUP, self._on_hup)
+            self.scheduler.add_job(self._poll_tick, "interval", seconds=POLL_TICK.total_seconds(),
+                                   id="poll", next_run_time=utcnow())
+            self.scheduler.add_job(self._deliver_tick, "interval",
+                                   seconds=DELIVERY_TICK.total_seconds(), id="deliver",
+                                   next_run_time=utcnow())
+            self.scheduler.add_job(self._maintain, "interval", hours=24, id="maintain",
+                                   next_run_time=utcnow() + timedelta(minutes=1))
+            self.scheduler.start()
+            sd_notify("READY=1\nSTATUS=watching feeds")
+            log.info("started: %d feeds, %d rules, %d channels; database %s",
+                     len(self.config.feeds), len(self.config.rules), len(self.config.channels),
+                     self.config.settings.database)
+            while not self.stopping.is_set():
+                if self.reload_requested.wait(timeout=1.0):
+                    self.reload_requested.clear()
+                    if not self.stopping.is_set():
+                        self._reload()
+            sd_notify("STOPPING=1")
+            log.info("stopping")
+            if self.poller:
+                self.poller.cancel()
+            self._shutdown_scheduler()
+            return 0
+        finally:
+            if self.store:
+                self.store.close()
+            self.lock.release()
+
+    def _install(self, config: Config) -> None:
+        assert self.store is not None
+        self.config = config
+        self.poller = Poller(config, self.store)
+        changed = self.poller.sync()
+        if changed:
+            log.info("feeds to poll promptly: %s", ", ".join(changed))
+
+    def _shutdown_scheduler(self) -> None:
+        done = threading.Event()
+
+        def stop() -> None:
+            self.scheduler.shutdown(wait=True)
+            done.set()
+
+        threading.Thread(target=stop, daemon=True).start()
+        if not done.wait(STOP_GRACE):
+            log.warning("a job did not finish in time; exiting anyway (committed work is safe)")
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping.set()
+        if self.poller:
+            self.poller.cancel()
+
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        self.reload_requested.set()
+
+    def _reload(self) -> None:
+        sd_notify("RELOADING=1")
+        try:
+            config = load_checked(self.config_path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload refused: %s", problem)
+            log.error("the new config is invalid; the old one stays in force")
+        else:
+            if config.settings.database != self.config.settings.database:
+                log.warning("reload: [monitor] database changed; restart to switch databases")
+                config = replace(config, settings=replace(config.settings,
+                                                          database=self.config.settings.database))
+            # The swap happens on the worker thread, between ticks: one writer, no torn pass.
+            self.scheduler.add_job(self._install, args=[config], id="reload", replace_existing=True)
+            log.info("reloaded %s: %d feeds, %d rules, %d channels", self.config_path,
+                     len(config.feeds), len(config.rules), len(config.channels))
+        sd_notify("READY=1")
+
+    def _poll_tick(self) -> None:
+        if self.stopping.is_set() or self.poller is None:
+            return
+        try:
+            states = self.poller.due(force=False)
+            if states:
+                report = self.poller.poll(states)
+                log.info("pass done: %d feeds polled, %d failed, %d alerts queued",
+                         report.polled, report.failed, report.alerts)
+                if report.alerts:
+                    self._deliver_tick()
+            sd_notify("WATCHDOG=1")
+        except MonitorError as exc:
+            log.error("poll: %s%s", exc.message, f" ({exc.hint})" if exc.hint else "")
+        except Exception as exc:
+            log.error("poll: unexpected %s: %s", type(exc).__name__, exc,
+                      exc_info=log.isEnabledFor(logging.DEBUG))
+
+    def _deliver_tick(self) -> None:
+        if self.stopping.is_set() or self.store is None:
+            return
+        try:
+            deliver_all(self.config, self.store, utcnow, Options(ignore_backoff=self.first_delivery))
+            self.first_delivery = False
+        except StoreError as exc:
+            log.error("delivery: %s", exc.message)
+        except Exception as exc:
+            log.error("delivery: unexpected %s: %s", type(exc).__name__, exc,
+                      exc_info=log.isEnabledFor(logging.DEBUG))
+
+    def _maintain(self) -> None:
+        if self.store is not None:
+            try:
+                prune(self.config, self.store, utcnow())
+            except StoreError as exc:
+                log.error("maintenance: %s", exc.message)
+
+
+def sd_notify(state: str) -> None:
+    """The systemd notify protocol: one datagram to $NOTIFY_SOCKET, if set."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode("utf-8"))
+    except OSError as exc:
+        log.debug("sd_notify failed: %s", exc)

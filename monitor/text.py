@@ -1,0 +1,83 @@
+"""Pure text helpers: HTML to plain text, whitespace, and URL canonicalisation.
+
+No I/O. Word-level analysis for matching (folding, tokenising, stemming) lives in analyze.py.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+from selectolax.lexbor import LexborHTMLParser
+from yarl import URL
+
+# A field bigger than this is cut before parsing: deeply nested hostile HTML is slow to parse,
+# and no news summary needs more.
+MAX_FIELD_CHARS = 200_000
+
+_WHITESPACE = re.compile(r"\s+")
+
+# Block-level elements separate words; inline ones (b, i, span, a ...) do not: "W<b>or</b>d" is
+# one word, "<p>a</p><p>b</p>" two.
+_BLOCK_TAGS = (
+    "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption",
+    "figure", "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav",
+    "ol", "p", "pre", "section", "table", "td", "th", "tr", "ul", "img",
+)
+
+
+def collapse(text: str) -> str:
+    """Whitespace (CR/LF included) collapsed to single spaces, trimmed."""
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def html_to_text(fragment: str) -> str:
+    """Plain text of an HTML fragment: tags stripped, entities decoded, whitespace collapsed."""
+    fragment = fragment[:MAX_FIELD_CHARS]
+    if "<" not in fragment and "&" not in fragment:
+        return collapse(fragment)
+    if "<" not in fragment:
+        return collapse(html.unescape(fragment))
+    tree = LexborHTMLParser(fragment)
+    root = tree.body or tree.root
+    if root is None:
+        return ""
+    # Scripts and styles carry no readable text.
+    for node in root.css("script, style, noscript, template"):
+        node.decompose()
+    for node in root.css(", ".join(_BLOCK_TAGS)):
+        node.insert_before(" ")
+        node.insert_after(" ")
+    return collapse(root.text(deep=True, separator=""))
+
+
+# Query parameters that only track the reader; dropped so one story has one link.
+# Kept in one place, documented in README ("Story identity").
+TRACKER_PARAMS = frozenset(
+    "fbclid gclid dclid gbraid wbraid msclkid yclid twclid igshid mc_cid mc_eid ocid cmpid cmp "
+    "smid xtor ito ns_mchannel ns_source ns_campaign ns_linkname _ga _gl guccounter ref_src "
+    "ref_url emc partner ncid spm wt_mc iid".split()
+)
+TRACKER_PREFIXES = ("utm_", "at_", "mtm_", "pk_", "hmb_", "__hs", "vero_", "oly_")
+
+
+def canonical_url(url: str) -> str | None:
+    """The http(s) URL without trackers, fragment, default port or host case; None if not http(s)."""
+    try:
+        parsed = URL(url.strip())
+    except (ValueError, TypeError):
+        return None
+    if parsed.scheme.lower() not in ("http", "https") or not parsed.host:
+        return None
+    query = [
+        (k, v)
+        for k, v in parsed.query.items()
+        if k.lower() not in TRACKER_PARAMS and not k.lower().startswith(TRACKER_PREFIXES)
+    ]
+    canonical = parsed.with_fragment(None).with_query(query)
+    return str(canonical)
+
+
+def is_web_link(url: str | None) -> bool:
+    """True for an http(s) URL: the only links made clickable in messages."""
+    return bool(url) and canonical_url(url or "") is not None
