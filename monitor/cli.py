@@ -107,8 +107,9 @@ def main(ctx: click.Context, config_option: str | None, verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%Y-%m-%dT%H:%M:%S")
+    # A tick skipped while the previous one runs is normal, not worth a warning.
     for noisy in ("apscheduler", "apprise", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
     ctx.obj = Context(config_option)
 
 

@@ -30,8 +30,8 @@ from monitor.store import Store
 
 log = logging.getLogger("monitor.service")
 
-POLL_TICK = timedelta(seconds=5)
-DELIVERY_TICK = timedelta(seconds=5)
+POLL_TICK = timedelta(seconds=1)  # cheap: one indexed read when nothing is due
+DELIVERY_TICK = timedelta(seconds=1)
 STOP_GRACE = 8.0  # seconds; SIGTERM must end the process within 10 s
 
 

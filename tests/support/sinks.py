@@ -135,6 +135,7 @@ class WebhookSink:
         self._headers: list[dict[str, str]] = []
         self._refused = 0
         self._fail_status: int | None = None
+        self.delay = 0.0  # seconds between recording a post and answering it
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -155,6 +156,8 @@ class WebhookSink:
                     sink._posts.append(body)
                     sink._paths.append(self.path)
                     sink._headers.append(dict(self.headers.items()))
+                if sink.delay:
+                    time.sleep(sink.delay)
                 if self.path.startswith("/api/"):
                     self._reply(200, b'{"ok": true, "ts": "1.0"}')
                 else:
