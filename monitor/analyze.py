@@ -27,8 +27,9 @@ one word, so only `/regex/` terms find text inside it.
 
 from __future__ import annotations
 
+import bisect
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -84,7 +85,9 @@ def _fold_char(char: str) -> str:
     # Compatibility forms can decompose to capitals (℠ -> SM), casefolding can compose.
     if stripped.isascii():
         return stripped
-    return "".join(c for c in unicodedata.normalize("NFKD", stripped) if not unicodedata.combining(c))
+    return "".join(
+        c for c in unicodedata.normalize("NFKD", stripped) if not unicodedata.combining(c)
+    )
 
 
 def _is_european(char: str) -> bool:
@@ -105,35 +108,47 @@ def fold(text: str) -> str:
 
 def tokenize(text: str) -> list[Token]:
     """Split `text` into words with offsets and positions (see the module docstring)."""
-    tokens: list[Token] = []
+    return [Token._make(raw) for raw in _scan(text)]
+
+
+_Raw = tuple[int, int, int, int, str, str, bool]  # a Token's fields, without its class
+
+
+def _scan(text: str) -> list[_Raw]:
+    # The hot loop of matching: plain tuples and a fast path for plain words.
+    tokens: list[_Raw] = []
+    append = tokens.append
     pos = 0
     for match in _COMPOUND_RE.finditer(text):
         word = match.group()
         start = match.start()
-        if not any(h in word for h in _HYPHENS):
-            _add_word(tokens, word, start, pos)
+        if word.isalnum():  # no hyphen, apostrophe or combining mark
+            append((start, start + len(word), pos, pos, word, fold(word), False))
             pos += 1
-            continue
-        first = pos
-        offset = start
-        for part in _HYPHEN_SPLIT_RE.split(word):
-            _add_word(tokens, part, offset, pos)
-            offset += len(part) + 1
+        elif "-" not in word and "\u2010" not in word and "\u2011" not in word:
+            _add_word(append, word, start, pos)
             pos += 1
-        # The joined form is what stemming sees, so it is stored without hyphens.
-        joined = _HYPHEN_SPLIT_RE.sub("", word)
-        tokens.append(Token(start, match.end(), first, pos - 1, joined, fold(joined), True))
+        else:
+            first = pos
+            offset = start
+            for part in _HYPHEN_SPLIT_RE.split(word):
+                _add_word(append, part, offset, pos)
+                offset += len(part) + 1
+                pos += 1
+            # The joined form is what stemming sees, so it is stored without hyphens.
+            joined = _HYPHEN_SPLIT_RE.sub("", word)
+            append((start, match.end(), first, pos - 1, joined, fold(joined), True))
     return tokens
 
 
-def _add_word(tokens: list[Token], word: str, start: int, pos: int) -> None:
+def _add_word(append: Callable[[_Raw], None], word: str, start: int, pos: int) -> None:
     folded = fold(word)
-    tokens.append(Token(start, start + len(word), pos, pos, word, folded, False))
+    append((start, start + len(word), pos, pos, word, folded, False))
     head, apostrophe, rest = folded.partition("'")
     if apostrophe and head in _ELISIONS:
         # French/Italian elided article: "l'armée" is also "armée" (same position).
         cut = len(word) - len(rest)
-        tokens.append(Token(start + cut, start + len(word), pos, pos, word[cut:], rest, True))
+        append((start + cut, start + len(word), pos, pos, word[cut:], rest, True))
 
 
 # --- languages ----------------------------------------------------------------------------
@@ -240,45 +255,54 @@ def stem(word: str, declared: str | None = None) -> str:
 class FieldIndex:
     """The words of one article field, by folded form and (lazily, per language mode) by
     stem. The first value has real offsets; further values (a feed's tags) are searchable
-    but carry an empty span (0, 0), and sit far apart in positions so no phrase joins them."""
+    but carry an empty span (0, 0), and sit far apart in positions so no phrase joins them.
+    `tokens[i]` is (start, end, first, last, word, folded, joined) as in `Token`."""
 
     def __init__(self, name: str, values: Sequence[str]) -> None:
         self.name = name
         self.text = values[0]
-        tokens = tokenize(values[0])
-        self.words = [t.word for t in tokens]
-        self.firsts = [t.first for t in tokens]
-        self.lasts = [t.last for t in tokens]
-        self.starts = [t.start for t in tokens]
-        self.ends = [t.end for t in tokens]
-        parts = [t for t in tokens if not t.joined]  # index == position
-        self.part_starts = [t.start for t in parts]
-        self.part_ends = [t.end for t in parts]
+        self.tokens = tokens = _scan(values[0])
+        self.extra: list[tuple[str, int]] = []  # (a further value, its first position)
+        if len(values) > 1:
+            base = (tokens[-1][3] + 1 if tokens else 0) + _TAG_GAP
+            for value in values[1:]:
+                self.extra.append((value, base))
+                tokens.extend(
+                    (0, 0, base + t[2], base + t[3], t[4], t[5], t[6]) for t in _scan(value)
+                )
+                base += _TAG_GAP
         self.by_word: dict[str, list[int]] = {}
         for index, token in enumerate(tokens):
-            self.by_word.setdefault(token.folded, []).append(index)
-        self.extra: list[tuple[str, int]] = []  # (tag, its first position)
-        base = len(parts) + _TAG_GAP
-        for value in values[1:]:
-            self.extra.append((value, base))
-            for token in tokenize(value):
-                self.by_word.setdefault(token.folded, []).append(len(self.words))
-                self.words.append(token.word)
-                self.firsts.append(base + token.first)
-                self.lasts.append(base + token.last)
-                self.starts.append(0)
-                self.ends.append(0)
-            base += _TAG_GAP
+            found = self.by_word.get(token[5])
+            if found is None:
+                self.by_word[token[5]] = [index]
+            else:
+                found.append(index)
         self._stems: dict[Mode, dict[str, list[int]]] = {}
+        self._parts: tuple[list[int], list[int]] | None = None
 
     def stems(self, mode: Mode) -> dict[str, list[int]]:
         table = self._stems.get(mode)
         if table is None:
             table = self._stems[mode] = {}
-            for index, word in enumerate(self.words):
-                table.setdefault(stem(word, mode), []).append(index)
+            for index, token in enumerate(self.tokens):
+                key = stem(token[4], mode)
+                found = table.get(key)
+                if found is None:
+                    table[key] = [index]
+                else:
+                    found.append(index)
         return table
 
     def lookup(self, key: tuple[bool, str], mode: Mode) -> list[int]:
         """Token indexes of a (stemmed?, word) key."""
         return (self.stems(mode) if key[0] else self.by_word).get(key[1], [])
+
+    def positions(self, start: int, end: int) -> tuple[int, int]:
+        """First and last word positions overlapping the characters start:end of `text`."""
+        if self._parts is None:
+            parts = [t for t in self.tokens if not t[6] and t[1] > 0]
+            self._parts = ([t[0] for t in parts], [t[1] for t in parts])  # index == position
+        starts, ends = self._parts
+        first = bisect.bisect_right(ends, start)
+        return first, max(first, bisect.bisect_left(starts, end) - 1)

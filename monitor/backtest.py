@@ -18,9 +18,18 @@ from monitor.rules import FeedInfo, RuleSet, RuleSpec, parse
 from monitor.store import Store, iso
 
 
-def backtest(config: Config | None, store: Store, *, name: str | None, query: str | None,
-             window: timedelta, feed: str | None, limit: int | None, as_json: bool,
-             now: datetime) -> None:
+def backtest(
+    config: Config | None,
+    store: Store,
+    *,
+    name: str | None,
+    query: str | None,
+    window: timedelta,
+    feed: str | None,
+    limit: int | None,
+    as_json: bool,
+    now: datetime,
+) -> None:
     if name:
         if config is None or name not in config.rules:
             known = ", ".join(config.rules) if config else "(the config has problems)"
@@ -33,8 +42,9 @@ def backtest(config: Config | None, store: Store, *, name: str | None, query: st
     ruleset = RuleSet([spec])
     feeds = config.feeds if config else {}
     if store.count_articles() == 0:
-        click.echo("no stored articles yet; run `monitor run --once` to fetch the feeds first",
-                   err=True)
+        click.echo(
+            "no stored articles yet; run `monitor run --once` to fetch the feeds first", err=True
+        )
         return
     articles = list(store.articles_since(now - window, feed=feed, limit=limit))
     matched = 0
@@ -42,25 +52,39 @@ def backtest(config: Config | None, store: Store, *, name: str | None, query: st
         for stored in bar:
             article = stored.article
             feed_config = feeds.get(article.feed)
-            info = FeedInfo(name=article.feed, tags=feed_config.tags if feed_config else frozenset(),
-                            language=feed_config.language if feed_config else None)
+            info = FeedInfo(
+                name=article.feed,
+                tags=feed_config.tags if feed_config else frozenset(),
+                language=feed_config.language if feed_config else None,
+            )
             found = ruleset.match(article, info)
             if not found:
                 continue
             matched += 1
             hits = found[0].hits
             if as_json:
-                click.echo(json.dumps({
-                    "feed": article.feed, "title": article.title, "link": article.link,
-                    "published": iso(article.published_at),
-                    "matches": [{"term": h.term, "field": h.field, "start": h.start, "end": h.end}
-                                for h in hits],
-                }, ensure_ascii=False))
+                click.echo(
+                    json.dumps(
+                        {
+                            "feed": article.feed,
+                            "title": article.title,
+                            "link": article.link,
+                            "published": iso(article.published_at),
+                            "matches": [
+                                {"term": h.term, "field": h.field, "start": h.start, "end": h.end}
+                                for h in hits
+                            ],
+                        },
+                        ensure_ascii=False,
+                    )
+                )
             else:
                 field = hits[0].field if hits else "text"
                 source = article.title if field == "title" else article.text
                 text, spans = snippet(source, [h for h in hits if h.field == field])
-                click.echo(f"{article.feed} | {iso(article.published_at) or 'undated'} | {article.title}")
+                click.echo(
+                    f"{article.feed} | {iso(article.published_at) or 'undated'} | {article.title}"
+                )
                 if article.link:
                     click.echo(f"  {article.link}")
                 click.echo(f"  {_highlight(text, spans)}\n")

@@ -52,6 +52,7 @@ def handles_errors(command: F) -> F:
             click.echo(f"error: unexpected {type(exc).__name__}: {exc}", err=True)
             click.echo("hint: run again with -v for the traceback, and report it", err=True)
             sys.exit(1)
+
     return wrapper  # type: ignore[return-value]
 
 
@@ -77,8 +78,10 @@ class Context:
                 click.echo(f"warning: {problem}", err=True)
             config, database = None, _database_fallback(self.path)
         if database is None or not database.exists():
-            raise MonitorError(f"no database at {database} yet",
-                               hint="run `monitor run --once` (or start the service) first")
+            raise MonitorError(
+                f"no database at {database} yet",
+                hint="run `monitor run --once` (or start the service) first",
+            )
         return config, Store(database, readonly=True)
 
 
@@ -97,16 +100,23 @@ def _database_fallback(path: Path) -> Path:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_option", metavar="PATH",
-              help="Config file (default: $MONITOR_CONFIG, else /etc/monitor/config.toml).")
+@click.option(
+    "--config",
+    "config_option",
+    metavar="PATH",
+    help="Config file (default: $MONITOR_CONFIG, else /etc/monitor/config.toml).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging and tracebacks.")
 @click.version_option(__version__, prog_name="monitor")
 @click.pass_context
 def main(ctx: click.Context, config_option: str | None, verbose: bool) -> None:
     """Watch news feeds and send an alert when a new story matches a watch rule."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%Y-%m-%dT%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+    )
     # A tick skipped while the previous one runs is normal, not worth a warning.
     for noisy in ("apscheduler", "apprise", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
@@ -132,9 +142,11 @@ def check(obj: Context) -> None:
     """Validate the config and channel URLs."""
     config = obj.config()
     enabled = sum(1 for r in config.rules.values() if r.enabled)
-    click.echo(f"{obj.path}: OK: {len(config.feeds)} feeds, {len(config.rules)} rules "
-               f"({enabled} enabled), {len(config.channels)} channels (+ built-in console); "
-               f"database {config.settings.database}")
+    click.echo(
+        f"{obj.path}: OK: {len(config.feeds)} feeds, {len(config.rules)} rules "
+        f"({enabled} enabled), {len(config.channels)} channels (+ built-in console); "
+        f"database {config.settings.database}"
+    )
 
 
 @main.command()
@@ -152,46 +164,71 @@ def status(obj: Context, as_json: bool) -> None:
         state = states.get(name)
         feed = config.feeds.get(name) if config else None
         shown = "disabled" if feed and not feed.enabled else (state.state if state else "new")
-        rows.append({
-            "name": name, "url": feed.url if feed else (state.url if state else None),
-            "effective_url": state.effective_url if state else None, "state": shown,
-            "last_ok_at": iso(state.last_ok_at) if state else None,
-            "last_polled_at": iso(state.last_polled_at) if state else None,
-            "next_poll_at": iso(state.next_poll_at) if state and shown not in ("gone", "disabled") else None,
-            "failures": state.failures if state else 0,
-            "last_error": state.last_error if state else None,
-            "entries": counts.get(name, 0),
-        })
+        rows.append(
+            {
+                "name": name,
+                "url": feed.url if feed else (state.url if state else None),
+                "effective_url": state.effective_url if state else None,
+                "state": shown,
+                "last_ok_at": iso(state.last_ok_at) if state else None,
+                "last_polled_at": iso(state.last_polled_at) if state else None,
+                "next_poll_at": iso(state.next_poll_at)
+                if state and shown not in ("gone", "disabled")
+                else None,
+                "failures": state.failures if state else 0,
+                "last_error": state.last_error if state else None,
+                "entries": counts.get(name, 0),
+            }
+        )
     if as_json:
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=False))
         return
     width = max((len(r["name"]) for r in rows), default=4)
     for row in rows:
-        line = (f"{row['name']:<{width}}  {row['state']:<8}  last ok {row['last_ok_at'] or 'never'}"
-                f"  next {row['next_poll_at'] or '-'}  failures {row['failures']}"
-                f"  entries {row['entries']}")
+        line = (
+            f"{row['name']:<{width}}  {row['state']:<8}  last ok {row['last_ok_at'] or 'never'}"
+            f"  next {row['next_poll_at'] or '-'}  failures {row['failures']}"
+            f"  entries {row['entries']}"
+        )
         if row["effective_url"]:
             line += f"  moved to {row['effective_url']} (update the config)"
         if row["last_error"]:
             line += f"  last error: {row['last_error']}"
         click.echo(line)
     alerts = store.alert_counts()
-    click.echo("alerts: " + ", ".join(f"{s} {alerts.get(s, 0)}" for s in ("queued", "held", "sent", "failed")))
+    click.echo(
+        "alerts: "
+        + ", ".join(f"{s} {alerts.get(s, 0)}" for s in ("queued", "held", "sent", "failed"))
+    )
 
 
 @main.command("test-rule")
 @click.argument("name", required=False)
 @click.option("--query", "query", metavar="Q", help="A query to try instead of a named rule.")
-@click.option("--since", default="30d", show_default=True, metavar="DUR",
-              help="Articles first stored within this.")
+@click.option(
+    "--since",
+    default="30d",
+    show_default=True,
+    metavar="DUR",
+    help="Articles first stored within this.",
+)
 @click.option("--feed", metavar="NAME", help="Only this feed.")
-@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N articles scanned.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), metavar="N", help="At most N articles scanned."
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout, one per match.")
 @click.pass_obj
 @handles_errors
-def test_rule(obj: Context, name: str | None, query: str | None, since: str, feed: str | None,
-              limit: int | None, as_json: bool) -> None:
+def test_rule(
+    obj: Context,
+    name: str | None,
+    query: str | None,
+    since: str,
+    feed: str | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
     """Backtest a rule (or --query) on stored articles."""
     from monitor.backtest import backtest
 
@@ -202,8 +239,17 @@ def test_rule(obj: Context, name: str | None, query: str | None, since: str, fee
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
     config, store = obj.read_view()
-    backtest(config, store, name=name, query=query, window=window, feed=feed, limit=limit,
-             as_json=as_json, now=datetime.now(UTC))
+    backtest(
+        config,
+        store,
+        name=name,
+        query=query,
+        window=window,
+        feed=feed,
+        limit=limit,
+        as_json=as_json,
+        now=datetime.now(UTC),
+    )
 
 
 @main.group(invoke_without_command=True)
@@ -212,7 +258,9 @@ def test_rule(obj: Context, name: str | None, query: str | None, since: str, fee
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines, one object per alert.")
 @click.pass_context
 @handles_errors
-def alerts(ctx: click.Context, status_filter: str | None, channel: str | None, as_json: bool) -> None:
+def alerts(
+    ctx: click.Context, status_filter: str | None, channel: str | None, as_json: bool
+) -> None:
     """The outbox: every alert and its delivery state."""
     if ctx.invoked_subcommand:
         return
@@ -222,15 +270,26 @@ def alerts(ctx: click.Context, status_filter: str | None, channel: str | None, a
         if as_json:
             click.echo(json.dumps(record, ensure_ascii=False))
         else:
-            click.echo(f"#{row.id}  {row.status:<6}  {row.channel}  {row.rule}  {row.title}"
-                       f"  attempts {row.attempts}" + (f"  last error: {row.last_error}" if row.last_error else ""))
+            click.echo(
+                f"#{row.id}  {row.status:<6}  {row.channel}  {row.rule}  {row.title}"
+                f"  attempts {row.attempts}"
+                + (f"  last error: {row.last_error}" if row.last_error else "")
+            )
 
 
 def _alert_record(row: AlertRow) -> dict[str, Any]:
-    return {"id": row.id, "story": row.story, "title": row.title, "rule": row.rule,
-            "channel": row.channel, "status": row.status, "attempts": row.attempts,
-            "created_at": iso(row.created_at), "sent_at": iso(row.sent_at),
-            "last_error": row.last_error}
+    return {
+        "id": row.id,
+        "story": row.story,
+        "title": row.title,
+        "rule": row.rule,
+        "channel": row.channel,
+        "status": row.status,
+        "attempts": row.attempts,
+        "created_at": iso(row.created_at),
+        "sent_at": iso(row.sent_at),
+        "last_error": row.last_error,
+    }
 
 
 @alerts.command("retry")
@@ -262,13 +321,26 @@ def send_test(obj: Context, channel: str) -> None:
     config = obj.config()
     target = console_channel() if channel == CONSOLE else config.channels.get(channel)
     if target is None:
-        raise MonitorError(f"no channel named {channel!r}",
-                           hint="channels: " + ", ".join([CONSOLE, *config.channels]))
-    story = Story(title="monitor test message", link=None, feed="monitor",
-                  published_at=datetime.now(UTC), rules=("send-test",),
-                  snippet_text=f"If you can read this, channel {channel} works.", hits=())
-    message = render([story], style=notify.style_for(target.url), tz=target.timezone,
-                     title_template=target.title_template, body_template=target.body_template)
+        raise MonitorError(
+            f"no channel named {channel!r}",
+            hint="channels: " + ", ".join([CONSOLE, *config.channels]),
+        )
+    story = Story(
+        title="monitor test message",
+        link=None,
+        feed="monitor",
+        published_at=datetime.now(UTC),
+        rules=("send-test",),
+        snippet_text=f"If you can read this, channel {channel} works.",
+        hits=(),
+    )
+    message = render(
+        [story],
+        style=notify.style_for(target.url),
+        tz=target.timezone,
+        title_template=target.title_template,
+        body_template=target.body_template,
+    )
     notify.send(target.url, message)
     click.echo(f"sent a test message to {channel}", err=True)
 
@@ -290,8 +362,11 @@ def matches(obj: Context, rule: str | None, since: str, as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps(story, ensure_ascii=False))
         else:
-            click.echo(f"{story['first_seen_at']}  {story['title']}\n  rules: {', '.join(story['rules'])}"
-                       f"\n  sources: {', '.join(story['feeds'])}" + (f"\n  {story['link']}" if story["link"] else ""))
+            click.echo(
+                f"{story['first_seen_at']}  {story['title']}\n  rules: {', '.join(story['rules'])}"
+                f"\n  sources: {', '.join(story['feeds'])}"
+                + (f"\n  {story['link']}" if story["link"] else "")
+            )
 
 
 def _stories(store: Store, rule: str | None, since: datetime) -> Iterator[dict[str, Any]]:

@@ -98,20 +98,52 @@ class Config:
         names = set()
         for item in rule.feeds:
             tag = item.removeprefix("tag:") if item.startswith("tag:") else None
-            names |= {f.name for f in self.feeds.values() if (tag in f.tags if tag else f.name == item)}
+            names |= {
+                f.name for f in self.feeds.values() if (tag in f.tags if tag else f.name == item)
+            }
         return frozenset(names)
 
 
 _MONITOR_KEYS = {
-    "database", "interval", "timezone", "backfill", "user_agent", "keep_text", "keep_seen",
-    "max_entries", "per_host", "timeout", "max_body", "max_redirects", "max_backoff",
-    "give_up_after", "ops_channel", "listen",
+    "database",
+    "interval",
+    "timezone",
+    "backfill",
+    "user_agent",
+    "keep_text",
+    "keep_seen",
+    "max_entries",
+    "per_host",
+    "timeout",
+    "max_body",
+    "max_redirects",
+    "max_backoff",
+    "give_up_after",
+    "ops_channel",
+    "listen",
 }
-_DURATION_KEYS = {"interval", "backfill", "keep_text", "keep_seen", "timeout", "max_backoff",
-                  "give_up_after"}
+_DURATION_KEYS = {
+    "interval",
+    "backfill",
+    "keep_text",
+    "keep_seen",
+    "timeout",
+    "max_backoff",
+    "give_up_after",
+}
 _FEED_KEYS = {"url", "url_env", "url_file", "interval", "tags", "enabled", "language"}
-_CHANNEL_KEYS = {"url", "url_env", "url_file", "enabled", "digest", "quiet_hours", "timezone",
-                 "max_per_hour", "title_template", "body_template"}
+_CHANNEL_KEYS = {
+    "url",
+    "url_env",
+    "url_file",
+    "enabled",
+    "digest",
+    "quiet_hours",
+    "timezone",
+    "max_per_hour",
+    "title_template",
+    "body_template",
+}
 _RULE_KEYS = {"query", "channels", "feeds", "language", "exclude", "enabled"}
 _TEMPLATE_FIELDS = {"title", "link", "feed", "published", "rules", "snippet"}
 
@@ -128,7 +160,9 @@ class _Problems:
     def unknown_keys(self, path: str, table: Mapping[str, Any], allowed: set[str]) -> None:
         for key in table:
             if key not in allowed:
-                self.add(f"{path}.{key}", f"unknown key; known keys are {', '.join(sorted(allowed))}")
+                self.add(
+                    f"{path}.{key}", f"unknown key; known keys are {', '.join(sorted(allowed))}"
+                )
 
 
 def build_config(
@@ -148,8 +182,9 @@ def build_config(
     ctx = _Context(problems=problems, base=path.parent, env=env, read_secret=read_secret)
     settings = _settings(_table(data, "monitor", problems), ctx, path)
     feeds = {n: f for n, t in _tables(data, "feeds", problems) if (f := _feed(n, t, ctx, settings))}
-    channels = {n: c for n, t in _tables(data, "channels", problems)
-                if (c := _channel(n, t, ctx, settings))}
+    channels = {
+        n: c for n, t in _tables(data, "channels", problems) if (c := _channel(n, t, ctx, settings))
+    }
     rules = {n: r for n, t in _tables(data, "rules", problems) if (r := _rule(n, t, ctx))}
     for channel in channels.values():
         if problem := check_channel_url(channel.url):
@@ -162,9 +197,12 @@ def build_config(
         channel_list = table.get("channels")
         for channel in channel_list if isinstance(channel_list, list) else []:
             if isinstance(channel, str) and channel not in known_channels:
-                problems.add(f"rules.{name}.channels", f"no channel named {channel!r}; "
-                             f"define [channels.{channel}] or use one of "
-                             f"{', '.join(sorted(known_channels))}")
+                problems.add(
+                    f"rules.{name}.channels",
+                    f"no channel named {channel!r}; "
+                    f"define [channels.{channel}] or use one of "
+                    f"{', '.join(sorted(known_channels))}",
+                )
         feed_list = table.get("feeds")
         for item in feed_list if isinstance(feed_list, list) else []:
             if not isinstance(item, str):
@@ -204,7 +242,9 @@ def _table(data: Mapping[str, Any], key: str, problems: _Problems) -> Mapping[st
     return value
 
 
-def _tables(data: Mapping[str, Any], key: str, problems: _Problems) -> list[tuple[str, Mapping[str, Any]]]:
+def _tables(
+    data: Mapping[str, Any], key: str, problems: _Problems
+) -> list[tuple[str, Mapping[str, Any]]]:
     result = []
     for name, table in _table(data, key, problems).items():
         if not isinstance(table, Mapping):
@@ -240,33 +280,49 @@ def _settings(table: Mapping[str, Any], ctx: _Context, path: Path) -> Settings:
             values[key] = text
     listen = values.get("listen")
     if listen and not _valid_listen(listen):
-        p.add("monitor.listen", f"{listen!r} is not HOST:PORT (e.g. \"127.0.0.1:9100\")")
+        p.add("monitor.listen", f'{listen!r} is not HOST:PORT (e.g. "127.0.0.1:9100")')
     return Settings(**values)
 
 
-def _feed(name: str, table: Mapping[str, Any], ctx: _Context, settings: Settings) -> FeedConfig | None:
+def _feed(
+    name: str, table: Mapping[str, Any], ctx: _Context, settings: Settings
+) -> FeedConfig | None:
     path = f"feeds.{name}"
     ctx.problems.unknown_keys(path, table, _FEED_KEYS)
     url = _secret_source(path, table, ctx, what="feed URL")
     if url is not None and not url.lower().startswith(("http://", "https://")):
         ctx.problems.add(f"{path}.url", "must be an http:// or https:// URL")
         url = None
-    interval = _duration(table.get("interval"), f"{path}.interval", ctx.problems) \
-        if "interval" in table else settings.interval
+    interval = (
+        _duration(table.get("interval"), f"{path}.interval", ctx.problems)
+        if "interval" in table
+        else settings.interval
+    )
     tags = _string_list(table.get("tags", []), f"{path}.tags", ctx.problems)
     if url is None or interval is None or tags is None:
         return None
-    return FeedConfig(name=name, url=url, interval=interval, tags=frozenset(tags),
-                      enabled=_bool(table, "enabled", path, ctx.problems),
-                      language=_optional_string(table, "language", path, ctx.problems))
+    return FeedConfig(
+        name=name,
+        url=url,
+        interval=interval,
+        tags=frozenset(tags),
+        enabled=_bool(table, "enabled", path, ctx.problems),
+        language=_optional_string(table, "language", path, ctx.problems),
+    )
 
 
-def _channel(name: str, table: Mapping[str, Any], ctx: _Context, settings: Settings) -> ChannelConfig | None:
+def _channel(
+    name: str, table: Mapping[str, Any], ctx: _Context, settings: Settings
+) -> ChannelConfig | None:
     path = f"channels.{name}"
     p = ctx.problems
     p.unknown_keys(path, table, _CHANNEL_KEYS)
     url = _secret_source(path, table, ctx, what="channel URL")
-    tz = _zone(table["timezone"], f"{path}.timezone", p) if "timezone" in table else settings.timezone
+    tz = (
+        _zone(table["timezone"], f"{path}.timezone", p)
+        if "timezone" in table
+        else settings.timezone
+    )
     digest = _optional_string(table, "digest", path, p)
     if digest and tz:
         try:
@@ -279,8 +335,11 @@ def _channel(name: str, table: Mapping[str, Any], ctx: _Context, settings: Setti
             quiet = parse_quiet_hours(table["quiet_hours"])
         except ValueError as exc:
             p.add(f"{path}.quiet_hours", str(exc))
-    per_hour = _positive_int(table["max_per_hour"], f"{path}.max_per_hour", p) \
-        if "max_per_hour" in table else None
+    per_hour = (
+        _positive_int(table["max_per_hour"], f"{path}.max_per_hour", p)
+        if "max_per_hour" in table
+        else None
+    )
     templates = {}
     for key in ("title_template", "body_template"):
         if (text := _optional_string(table, key, path, p)) is not None:
@@ -289,9 +348,16 @@ def _channel(name: str, table: Mapping[str, Any], ctx: _Context, settings: Setti
             templates[key] = text
     if url is None or tz is None:
         return None
-    return ChannelConfig(name=name, url=url, enabled=_bool(table, "enabled", path, p),
-                         digest=digest, quiet_hours=quiet, timezone=tz, max_per_hour=per_hour,
-                         **templates)
+    return ChannelConfig(
+        name=name,
+        url=url,
+        enabled=_bool(table, "enabled", path, p),
+        digest=digest,
+        quiet_hours=quiet,
+        timezone=tz,
+        max_per_hour=per_hour,
+        **templates,
+    )
 
 
 def template_problems(template: str) -> list[str]:
@@ -303,8 +369,10 @@ def template_problems(template: str) -> list[str]:
         problems.append("malformed placeholder; write ${name} (and $$ for a dollar sign)")
     for name in Template(template).get_identifiers():
         if name not in _TEMPLATE_FIELDS:
-            problems.append(f"unknown placeholder ${{{name}}}; use one of "
-                            + ", ".join(f"${{{n}}}" for n in sorted(_TEMPLATE_FIELDS)))
+            problems.append(
+                f"unknown placeholder ${{{name}}}; use one of "
+                + ", ".join(f"${{{n}}}" for n in sorted(_TEMPLATE_FIELDS))
+            )
     return problems
 
 
@@ -315,23 +383,32 @@ def _rule(name: str, table: Mapping[str, Any], ctx: _Context) -> RuleConfig | No
     query = _query(table, "query", path, p, required=True)
     exclude = _query(table, "exclude", path, p, required=False)
     if "channels" not in table:
-        p.add(f"{path}.channels", "missing; list where alerts go, e.g. channels = [\"console\"]")
+        p.add(f"{path}.channels", 'missing; list where alerts go, e.g. channels = ["console"]')
     channels = _string_list(table.get("channels", []), f"{path}.channels", p)
     if channels is not None and "channels" in table and not channels:
         p.add(f"{path}.channels", "must name at least one channel")
     feeds = _string_list(table["feeds"], f"{path}.feeds", p) if "feeds" in table else None
     if query is None or not channels or ("feeds" in table and feeds is None):
         return None
-    return RuleConfig(name=name, query=query, channels=tuple(channels),
-                      feeds=tuple(feeds) if feeds is not None else None,
-                      language=_optional_string(table, "language", path, p), exclude=exclude,
-                      enabled=_bool(table, "enabled", path, p))
+    return RuleConfig(
+        name=name,
+        query=query,
+        channels=tuple(channels),
+        feeds=tuple(feeds) if feeds is not None else None,
+        language=_optional_string(table, "language", path, p),
+        exclude=exclude,
+        enabled=_bool(table, "enabled", path, p),
+    )
 
 
-def _query(table: Mapping[str, Any], key: str, path: str, p: _Problems, *, required: bool) -> str | None:
+def _query(
+    table: Mapping[str, Any], key: str, path: str, p: _Problems, *, required: bool
+) -> str | None:
     if key not in table:
         if required:
-            p.add(f"{path}.{key}", "missing; write the watch rule, e.g. query = '\"NATO membership\"'")
+            p.add(
+                f"{path}.{key}", "missing; write the watch rule, e.g. query = '\"NATO membership\"'"
+            )
         return None
     text = _string(table[key], f"{path}.{key}", p)
     if text is None:
@@ -348,8 +425,11 @@ def _secret_source(path: str, table: Mapping[str, Any], ctx: _Context, *, what: 
     """Exactly one of url / url_env / url_file; the value itself never appears in a message."""
     given = [k for k in ("url", "url_env", "url_file") if k in table]
     if len(given) != 1:
-        ctx.problems.add(path, f"set exactly one of url, url_env, url_file for the {what}"
-                         + (f" (found {', '.join(given)})" if given else ""))
+        ctx.problems.add(
+            path,
+            f"set exactly one of url, url_env, url_file for the {what}"
+            + (f" (found {', '.join(given)})" if given else ""),
+        )
         return None
     key = given[0]
     value = _string(table[key], f"{path}.{key}", ctx.problems)
@@ -357,7 +437,9 @@ def _secret_source(path: str, table: Mapping[str, Any], ctx: _Context, *, what: 
         return None
     if key == "url_env":
         if not ctx.env.get(value, "").strip():
-            ctx.problems.add(f"{path}.url_env", f"the environment variable {value} is not set or empty")
+            ctx.problems.add(
+                f"{path}.url_env", f"the environment variable {value} is not set or empty"
+            )
             return None
         return ctx.env[value].strip()
     if key == "url_file":
@@ -395,7 +477,7 @@ def _zone(value: Any, path: str, p: _Problems) -> tzinfo | None:
     try:
         return ZoneInfo(str(value))
     except (ZoneInfoNotFoundError, ValueError):
-        p.add(path, f"{value!r} is not a time zone; use an IANA name like \"Europe/Kyiv\" or \"UTC\"")
+        p.add(path, f'{value!r} is not a time zone; use an IANA name like "Europe/Kyiv" or "UTC"')
         return None
 
 
@@ -442,17 +524,25 @@ def config_path(given: str | None, env: Mapping[str, str]) -> Path:
     return Path(given or env.get("MONITOR_CONFIG") or DEFAULT_CONFIG)
 
 
-def load_config(path: Path, check_channel_url: Callable[[str], str | None] = lambda url: None) -> Config:
+def load_config(
+    path: Path, check_channel_url: Callable[[str], str | None] = lambda url: None
+) -> Config:
     """Read and validate the config file: the thin loader supplying the real environment."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError([f"{path}: cannot read the config file ({exc.strerror or exc})"],
-                          hint="pass --config PATH or set MONITOR_CONFIG") from None
+        raise ConfigError(
+            [f"{path}: cannot read the config file ({exc.strerror or exc})"],
+            hint="pass --config PATH or set MONITOR_CONFIG",
+        ) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
-    return build_config(data, path=path.resolve(), env=os.environ,
-                        read_secret=lambda p: p.read_text(encoding="utf-8"),
-                        check_channel_url=check_channel_url)
+    return build_config(
+        data,
+        path=path.resolve(),
+        env=os.environ,
+        read_secret=lambda p: p.read_text(encoding="utf-8"),
+        check_channel_url=check_channel_url,
+    )

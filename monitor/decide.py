@@ -14,7 +14,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from monitor.dedupe import story_id
-from monitor.models import Article, FeedPlan, FeedState, NewArticle, ParsedFeed, QueuedAlert, RuleMatch
+from monitor.models import (
+    Article,
+    FeedPlan,
+    FeedState,
+    NewArticle,
+    ParsedFeed,
+    QueuedAlert,
+    RuleMatch,
+)
 
 HINT_CAP = timedelta(hours=24)  # server hints may lengthen the interval up to this, never shorten
 RETRY_AFTER_CAP = timedelta(days=7)
@@ -70,10 +78,21 @@ def decide_feed(
     state = replace(state, last_polled_at=now)
     state, log = _follow_redirects(state, outcome, now)
     if outcome.status == 410:
-        gone = replace(state, state="gone", failures=state.failures + 1, next_poll_at=None,
-                       last_error="HTTP 410 Gone: the publisher removed this feed")
-        return FeedPlan(state=gone, log=(*log, "the server says the feed is gone (HTTP 410); "
-                                         "no longer polled: remove it or change its URL"))
+        gone = replace(
+            state,
+            state="gone",
+            failures=state.failures + 1,
+            next_poll_at=None,
+            last_error="HTTP 410 Gone: the publisher removed this feed",
+        )
+        return FeedPlan(
+            state=gone,
+            log=(
+                *log,
+                "the server says the feed is gone (HTTP 410); "
+                "no longer polled: remove it or change its URL",
+            ),
+        )
     error = outcome.error or problem
     if error:
         return _failure(state, outcome, error, policy, now, jitter, log)
@@ -108,7 +127,7 @@ def _new_document(
     baseline = state.baseline_at is None
     fresh: list[NewArticle] = []
     alerts: list[QueuedAlert] = []
-    for article in parsed.entries:
+    for article in _oldest_first(parsed.entries):
         if article.key in known_keys:
             continue
         story = story_id(article)
@@ -116,8 +135,14 @@ def _new_document(
         matches = tuple(m for m in match(article) if m.rule in routes) if alert else ()
         fresh.append(NewArticle(article=article, story=story, matches=matches, alert=alert))
         alerts.extend(
-            QueuedAlert(story=story, article_key=article.key, feed=article.feed, rule=m.rule,
-                        channel=channel, hits=m.hits)
+            QueuedAlert(
+                story=story,
+                article_key=article.key,
+                feed=article.feed,
+                rule=m.rule,
+                channel=channel,
+                hits=m.hits,
+            )
             for m in matches
             for channel in routes[m.rule]
         )
@@ -125,12 +150,19 @@ def _new_document(
     if parsed.skipped:
         log.append(f"{parsed.skipped} entries beyond max_entries were ignored")
     if baseline:
-        log.append(f"first poll: {len(fresh)} entries recorded as the baseline"
-                   + (f", {len(alerts)} alerts from the backfill window" if alerts else ""))
+        log.append(
+            f"first poll: {len(fresh)} entries recorded as the baseline"
+            + (f", {len(alerts)} alerts from the backfill window" if alerts else "")
+        )
     elif fresh:
         log.append(f"{len(fresh)} new entries, {len(alerts)} alerts queued")
-    state = replace(state, body_hash=body_hash, baseline_at=state.baseline_at or now,
-                    title=parsed.title or state.title, language=parsed.language or state.language)
+    state = replace(
+        state,
+        body_hash=body_hash,
+        baseline_at=state.baseline_at or now,
+        title=parsed.title or state.title,
+        language=parsed.language or state.language,
+    )
     return FeedPlan(
         state=state,
         new_articles=tuple(fresh),
@@ -141,12 +173,27 @@ def _new_document(
     )
 
 
+def _oldest_first(entries: tuple[Article, ...]) -> list[Article]:
+    """Alerts go out in the order stories were published; feeds list the newest first."""
+    undated = datetime.max.replace(tzinfo=UTC)
+    return sorted(reversed(entries), key=lambda a: a.published_at or undated)
+
+
 def _within_backfill(article: Article, backfill: timedelta, now: datetime) -> bool:
-    return bool(backfill) and article.published_at is not None and article.published_at >= now - backfill
+    return (
+        bool(backfill)
+        and article.published_at is not None
+        and article.published_at >= now - backfill
+    )
 
 
 def _failure(
-    state: FeedState, outcome: Outcome, error: str, policy: Policy, now: datetime, jitter: float,
+    state: FeedState,
+    outcome: Outcome,
+    error: str,
+    policy: Policy,
+    now: datetime,
+    jitter: float,
     log: list[str],
 ) -> FeedPlan:
     failures = state.failures + 1
@@ -159,9 +206,17 @@ def _failure(
             retry_after = now + RATE_LIMITED_MIN
         if retry_after is not None:
             next_at = max(next_at, retry_after)
-    state = replace(state, state="failing", failures=failures, last_error=error,
-                    next_poll_at=next_at, retry_after_until=retry_after)
-    return FeedPlan(state=state, log=(*log, f"failed ({error}); next try at {next_at:%Y-%m-%d %H:%M:%S} UTC"))
+    state = replace(
+        state,
+        state="failing",
+        failures=failures,
+        last_error=error,
+        next_poll_at=next_at,
+        retry_after_until=retry_after,
+    )
+    return FeedPlan(
+        state=state, log=(*log, f"failed ({error}); next try at {next_at:%Y-%m-%d %H:%M:%S} UTC")
+    )
 
 
 def _wait(base: timedelta, hint: timedelta | None, jitter: float) -> timedelta:
@@ -205,7 +260,9 @@ def _http_date(value: str | None) -> datetime | None:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _follow_redirects(state: FeedState, outcome: Outcome, now: datetime) -> tuple[FeedState, list[str]]:
+def _follow_redirects(
+    state: FeedState, outcome: Outcome, now: datetime
+) -> tuple[FeedState, list[str]]:
     """Adopt a permanent (301/308) redirect once seen consistently; never a temporary one."""
     hops = outcome.redirects
     if outcome.status is None or not hops:
@@ -218,8 +275,15 @@ def _follow_redirects(state: FeedState, outcome: Outcome, now: datetime) -> tupl
     seen = state.redirect_seen + 1
     first = state.redirect_first_at or now
     if seen >= REDIRECT_POLLS and now - first >= REDIRECT_SPAN:
-        adopted = replace(state, effective_url=target, redirect_target=None, redirect_seen=0,
-                          redirect_first_at=None)
-        return adopted, [f"moved permanently to {target}; now polling that URL; "
-                         "update the feed's url in the config"]
+        adopted = replace(
+            state,
+            effective_url=target,
+            redirect_target=None,
+            redirect_seen=0,
+            redirect_first_at=None,
+        )
+        return adopted, [
+            f"moved permanently to {target}; now polling that URL; "
+            "update the feed's url in the config"
+        ]
     return replace(state, redirect_seen=seen, redirect_first_at=first), []

@@ -32,44 +32,72 @@ MAX_CHANNEL_BACKOFF = timedelta(hours=1)
 @dataclass(frozen=True, kw_only=True)
 class Options:
     ignore_backoff: bool = False  # a starting process tries every due alert at once
-    retry_failing: bool = True  # False in `run --once`: a channel that fails waits for next run
+    # The daemon sends for at most this long per round, so ticks stay short and the watchdog
+    # sees progress; the rest goes out next round. None (`run --once`): drain everything.
+    budget: timedelta | None = None
 
 
 def console_channel() -> ChannelConfig:
     return ChannelConfig(name=CONSOLE, url=notify.CONSOLE)
 
 
-def deliver_all(config: Config, store: Store, now: Callable[[], datetime], options: Options) -> None:
+def deliver_all(
+    config: Config, store: Store, now: Callable[[], datetime], options: Options
+) -> None:
     """One delivery round over every channel with pending alerts, channels in parallel."""
     channels = {**{CONSOLE: console_channel()}, **config.channels}
     names = [n for n in store.pending_channels() if n in channels and channels[n].enabled]
     if not names:
         return
     with ThreadPoolExecutor(max_workers=min(8, len(names)), thread_name_prefix="deliver") as pool:
-        for future in [pool.submit(_deliver_channel, config, channels[n], store, now, options)
-                       for n in names]:
+        for future in [
+            pool.submit(_deliver_channel, config, channels[n], store, now, options) for n in names
+        ]:
             future.result()
 
 
-def _deliver_channel(config: Config, channel: ChannelConfig, store: Store,
-                     now: Callable[[], datetime], options: Options) -> None:
+def _deliver_channel(
+    config: Config,
+    channel: ChannelConfig,
+    store: Store,
+    now: Callable[[], datetime],
+    options: Options,
+) -> None:
     try:
         _ChannelRound(config, channel, store, now, options).run()
     except StoreError as exc:
         log.error("channel %s: %s", channel.name, exc.message)
     except Exception as exc:  # one channel's bug must not stop the others
-        log.error("channel %s: unexpected %s: %s", channel.name, type(exc).__name__, exc,
-                  exc_info=log.isEnabledFor(logging.DEBUG))
+        log.error(
+            "channel %s: unexpected %s: %s",
+            channel.name,
+            type(exc).__name__,
+            exc,
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )
 
 
 class _ChannelRound:
-    def __init__(self, config: Config, channel: ChannelConfig, store: Store,
-                 now: Callable[[], datetime], options: Options) -> None:
-        self.config, self.channel, self.store, self.now, self.options = config, channel, store, now, options
+    def __init__(
+        self,
+        config: Config,
+        channel: ChannelConfig,
+        store: Store,
+        now: Callable[[], datetime],
+        options: Options,
+    ) -> None:
+        self.config, self.channel, self.store, self.now, self.options = (
+            config,
+            channel,
+            store,
+            now,
+            options,
+        )
         self.state = store.channel_state(channel.name)
 
     def run(self) -> None:
         now = self.now()
+        self.deadline = now + self.options.budget if self.options.budget else None
         waiting_until = parse_time(self.state["next_attempt_at"])
         if waiting_until and waiting_until > now and not self.options.ignore_backoff:
             return
@@ -89,6 +117,8 @@ class _ChannelRound:
             self._digest(queued, now)
             return
         for _, rows in groupby(queued, key=lambda a: (a.batch, a.story)):
+            if self.deadline and self.now() >= self.deadline:
+                return
             group = list(rows)
             if self._over_rate_limit(self.now()):
                 self.store.hold([a.id for a in group], _next_hour(self.now()))
@@ -132,12 +162,23 @@ class _ChannelRound:
         if not summary and self.channel.max_per_hour:
             self.state = {**self.state, "hour_sent": int(self.state.get("hour_sent") or 0) + 1}
         recovered = self.state.get("failures")
-        self.state = {**self.state, "failures": 0, "next_attempt_at": None, "last_error": None,
-                      "last_ok_at": iso(now), "failing_since": None}
+        self.state = {
+            **self.state,
+            "failures": 0,
+            "next_attempt_at": None,
+            "last_error": None,
+            "last_ok_at": iso(now),
+            "failing_since": None,
+        }
         self.store.save_channel_state(self.state)
-        log.info("channel %s: sent %s (%d alert%s)%s", self.channel.name,
-                 "summary" if summary else f"story {rows[0].story}", len(ids),
-                 "" if len(ids) == 1 else "s", " (channel recovered)" if recovered else "")
+        log.info(
+            "channel %s: sent %s (%d alert%s)%s",
+            self.channel.name,
+            "summary" if summary else f"story {rows[0].story}",
+            len(ids),
+            "" if len(ids) == 1 else "s",
+            " (channel recovered)" if recovered else "",
+        )
         return True
 
     def _failed(self, ids: list[int], exc: DeliveryError) -> None:
@@ -145,41 +186,72 @@ class _ChannelRound:
         failures = int(self.state.get("failures") or 0) + 1
         wait = min(MAX_CHANNEL_BACKOFF, FIRST_RETRY * 2 ** min(failures - 1, 20))
         wait += wait * random.random() * 0.5 if failures > 1 else FIRST_RETRY * random.random()
-        given_up = self.store.mark_attempt_failed(ids, exc.message, now, now - self.config.settings.give_up_after)
-        self.state = {**self.state, "failures": failures, "next_attempt_at": iso(now + wait),
-                      "last_error": exc.message,
-                      "failing_since": self.state.get("failing_since") or iso(now)}
+        given_up = self.store.mark_attempt_failed(
+            ids, exc.message, now, now - self.config.settings.give_up_after
+        )
+        self.state = {
+            **self.state,
+            "failures": failures,
+            "next_attempt_at": iso(now + wait),
+            "last_error": exc.message,
+            "failing_since": self.state.get("failing_since") or iso(now),
+        }
         self.store.save_channel_state(self.state)
-        log.warning("channel %s: delivery failed (%s); %s", self.channel.name, exc.message,
-                    f"{given_up} alert(s) undeliverable for give_up_after, marked failed" if given_up
-                    else f"next try in {int(wait.total_seconds())} s")
+        log.warning(
+            "channel %s: delivery failed (%s); %s",
+            self.channel.name,
+            exc.message,
+            f"{given_up} alert(s) undeliverable for give_up_after, marked failed"
+            if given_up
+            else f"next try in {int(wait.total_seconds())} s",
+        )
 
     def _message(self, rows: Sequence[AlertRow], *, summary: bool) -> Message:
         stories: list[Story] = []
-        for story_key, group in groupby(sorted(rows, key=lambda a: (a.story, a.id)), key=lambda a: a.story):
+        for story_key, group in groupby(
+            sorted(rows, key=lambda a: (a.story, a.id)), key=lambda a: a.story
+        ):
             alerts = list(group)
             stored = self.store.article(alerts[0].article_id)
             hits = alerts[0].hits
             if stored is None:  # the article was pruned; the alert still names its title
-                stories.append(Story(title=alerts[0].title or story_key, link=None, feed="",
-                                     published_at=None, rules=_unique(a.rule for a in alerts),
-                                     snippet_text="", hits=()))
+                stories.append(
+                    Story(
+                        title=alerts[0].title or story_key,
+                        link=None,
+                        feed="",
+                        published_at=None,
+                        rules=_unique(a.rule for a in alerts),
+                        snippet_text="",
+                        hits=(),
+                    )
+                )
                 continue
             article = stored.article
             field = hits[0].field if hits else "text"
             snippet_text = article.title if field == "title" else article.text
-            stories.append(Story(
-                title=article.title, link=article.link, feed=article.feed,
-                published_at=article.published_at, rules=_unique(a.rule for a in alerts),
-                snippet_text=snippet_text,
-                hits=tuple(h for h in hits if h.field == field),
-            ))
+            stories.append(
+                Story(
+                    title=article.title,
+                    link=article.link,
+                    feed=article.feed,
+                    published_at=article.published_at,
+                    rules=_unique(a.rule for a in alerts),
+                    snippet_text=snippet_text,
+                    hits=tuple(h for h in hits if h.field == field),
+                )
+            )
         heading = None
         if summary:
             heading = f"{len(stories)} stories" + (" (digest)" if self.channel.digest else "")
-        return render(stories, style=notify.style_for(self.channel.url), tz=self.channel.timezone,
-                      heading=heading, title_template=self.channel.title_template,
-                      body_template=self.channel.body_template)
+        return render(
+            stories,
+            style=notify.style_for(self.channel.url),
+            tz=self.channel.timezone,
+            heading=heading,
+            title_template=self.channel.title_template,
+            body_template=self.channel.body_template,
+        )
 
 
 def _unique(names: Sequence[str] | object) -> tuple[str, ...]:

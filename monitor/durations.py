@@ -17,7 +17,7 @@ def parse_duration(text: str) -> timedelta:
     if not isinstance(text, str) or not _DURATION.fullmatch(text):
         raise ValueError(
             f"{text!r} is not a duration; write <integer><unit> groups with units s m h d w, "
-            "e.g. \"90s\", \"15m\", \"1h30m\""
+            'e.g. "90s", "15m", "1h30m"'
         )
     seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _GROUP.findall(text))
     try:

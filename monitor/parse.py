@@ -49,8 +49,10 @@ def parse_feed(
         reason = str(parsed.get("bozo_exception") or "no feed elements found")
         raise FeedError(f"feed {feed!r}: the document is not a readable feed ({reason})")
     if parsed.get("bozo"):
-        warnings.append(f"the document is not well-formed ({parsed.get('bozo_exception')}); "
-                        "read what could be read")
+        warnings.append(
+            f"the document is not well-formed ({parsed.get('bozo_exception')}); "
+            "read what could be read"
+        )
     ttl = _int_or_none(parsed.feed.get("ttl"))
     articles = _dedupe_keys([_article(e, feed) for e in entries[:max_entries]])
     return ParsedFeed(
@@ -169,13 +171,15 @@ def _parse_json_feed(body: bytes, *, feed: str, max_entries: int) -> ParsedFeed:
 
 def _json_article(item: dict[str, Any], feed: str) -> Article:
     title = html_to_text(_str(item.get("title")))
-    parts = [
-        html_to_text(_str(item.get(k))) for k in ("summary", "content_text", "content_html")
-    ]
+    parts = [html_to_text(_str(item.get(k))) for k in ("summary", "content_text", "content_html")]
     text = " ".join(dict.fromkeys(p for p in parts if p))
     link = canonical_url(_str(item.get("url")) or _str(item.get("external_url")))
-    authors = item.get("authors") or ([item["author"]] if isinstance(item.get("author"), dict) else [])
-    author = ", ".join(_str(a.get("name")) for a in authors if isinstance(a, dict) and a.get("name"))
+    authors = item.get("authors") or (
+        [item["author"]] if isinstance(item.get("author"), dict) else []
+    )
+    author = ", ".join(
+        _str(a.get("name")) for a in authors if isinstance(a, dict) and a.get("name")
+    )
     tags = item.get("tags") if isinstance(item.get("tags"), list) else []
     return Article(
         feed=feed,

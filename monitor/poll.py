@@ -25,6 +25,7 @@ from monitor.store import Store
 log = logging.getLogger("monitor.poll")
 
 Clock = Callable[[], datetime]
+PASS_SIZE = 64  # feeds fetched concurrently and stored together
 
 
 def utcnow() -> datetime:
@@ -46,18 +47,31 @@ class Poller:
         self.store = store
         self.clock = clock
         rules = [r for r in config.rules.values() if r.enabled]
-        self.ruleset = RuleSet([RuleSpec(name=r.name, query=r.query, language=r.language,
-                                         exclude=r.exclude) for r in rules])
+        self.ruleset = RuleSet(
+            [
+                RuleSpec(name=r.name, query=r.query, language=r.language, exclude=r.exclude)
+                for r in rules
+            ]
+        )
         enabled_channels = {CONSOLE} | {c.name for c in config.channels.values() if c.enabled}
         self.routes: dict[str, dict[str, tuple[str, ...]]] = {
-            feed: {r.name: tuple(c for c in r.channels if c in enabled_channels)
-                   for r in rules if feed in config.rule_feeds(r)}
+            feed: {
+                r.name: tuple(c for c in r.channels if c in enabled_channels)
+                for r in rules
+                if feed in config.rule_feeds(r)
+            }
             for feed in config.feeds
         }
         s = config.settings
-        self.fetcher = Fetcher(FetchLimits(
-            user_agent=s.user_agent, timeout=s.timeout.total_seconds(), max_body=s.max_body,
-            max_redirects=s.max_redirects, per_host=s.per_host))
+        self.fetcher = Fetcher(
+            FetchLimits(
+                user_agent=s.user_agent,
+                timeout=s.timeout.total_seconds(),
+                max_body=s.max_body,
+                max_redirects=s.max_redirects,
+                per_host=s.per_host,
+            )
+        )
 
     def sync(self) -> list[str]:
         """Make the database follow the config's feeds; returns new or changed feed names."""
@@ -77,19 +91,31 @@ class Poller:
                 continue
             if state.retry_after_until and state.retry_after_until > now:
                 if force:
-                    log.info("feed %s: skipped: the server asked to wait until %s (Retry-After)",
-                             name, f"{state.retry_after_until:%Y-%m-%d %H:%M:%S} UTC")
+                    log.info(
+                        "feed %s: skipped: the server asked to wait until %s (Retry-After)",
+                        name,
+                        f"{state.retry_after_until:%Y-%m-%d %H:%M:%S} UTC",
+                    )
                 continue
             if force or state.next_poll_at is None or state.next_poll_at <= now:
                 result.append(state)
         return result
 
     def poll(self, states: list[FeedState]) -> PassReport:
-        """Fetch, parse and decide every given feed; store the pass in one transaction."""
-        if not states:
-            return PassReport(polled=0, failed=0, alerts=0)
-        requests = [FetchRequest(feed=s.name, url=s.fetch_url, etag=s.etag,
-                                 last_modified=s.last_modified) for s in states]
+        """Fetch, parse and decide every given feed, storing each chunk of PASS_SIZE feeds in one
+        transaction (bounded passes keep commits and watchdog pings regular)."""
+        reports = [self._pass(states[i : i + PASS_SIZE]) for i in range(0, len(states), PASS_SIZE)]
+        return PassReport(
+            polled=sum(r.polled for r in reports),
+            failed=sum(r.failed for r in reports),
+            alerts=sum(r.alerts for r in reports),
+        )
+
+    def _pass(self, states: list[FeedState]) -> PassReport:
+        requests = [
+            FetchRequest(feed=s.name, url=s.fetch_url, etag=s.etag, last_modified=s.last_modified)
+            for s in states
+        ]
         results = self.fetcher.fetch_all(requests)
         plans = []
         for state, result in zip(states, results, strict=True):
@@ -100,7 +126,8 @@ class Poller:
         for plan in plans:
             for line in plan.log:
                 (log.warning if plan.state.state == "failing" else log.info)(
-                    "feed %s: %s", plan.state.name, line)
+                    "feed %s: %s", plan.state.name, line
+                )
         failed = sum(1 for p in plans if p.state.state in ("failing", "gone"))
         return PassReport(polled=len(plans), failed=failed, alerts=created)
 
@@ -111,38 +138,76 @@ class Poller:
         now = self.clock()
         try:
             parsed, problem, body_hash = self._parse(feed, result)
-            known = self.store.known_keys(feed.name, [a.key for a in parsed.entries]) if parsed else set()
-            info = FeedInfo(name=feed.name, tags=feed.tags,
-                            language=feed.language or (parsed.language if parsed else None) or state.language)
+            known = (
+                self.store.known_keys(feed.name, [a.key for a in parsed.entries])
+                if parsed
+                else set()
+            )
+            info = FeedInfo(
+                name=feed.name,
+                tags=feed.tags,
+                language=feed.language or (parsed.language if parsed else None) or state.language,
+            )
             return decide_feed(
-                state=state, outcome=result, parsed=parsed, problem=problem, body_hash=body_hash,
-                known_keys=known, match=lambda a: self._match(a, info),
+                state=state,
+                outcome=result,
+                parsed=parsed,
+                problem=problem,
+                body_hash=body_hash,
+                known_keys=known,
+                match=lambda a: self._match(a, info),
                 routes=self.routes.get(feed.name, {}),
-                policy=Policy(interval=feed.interval, max_backoff=self.config.settings.max_backoff,
-                              backfill=self.config.settings.backfill),
-                now=now, jitter=random.random(),
+                policy=Policy(
+                    interval=feed.interval,
+                    max_backoff=self.config.settings.max_backoff,
+                    backfill=self.config.settings.backfill,
+                ),
+                now=now,
+                jitter=random.random(),
             )
         except Exception as exc:  # a bug or hostile input in one feed must not stop the pass
-            log.error("feed %s: unexpected %s: %s", feed.name, type(exc).__name__, exc,
-                      exc_info=log.isEnabledFor(logging.DEBUG))
-            failed = replace(state, last_polled_at=now, state="failing", failures=state.failures + 1,
-                             last_error=f"internal error: {type(exc).__name__}: {exc}",
-                             next_poll_at=now + min(self.config.settings.max_backoff, feed.interval))
+            log.error(
+                "feed %s: unexpected %s: %s",
+                feed.name,
+                type(exc).__name__,
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+            failed = replace(
+                state,
+                last_polled_at=now,
+                state="failing",
+                failures=state.failures + 1,
+                last_error=f"internal error: {type(exc).__name__}: {exc}",
+                next_poll_at=now + min(self.config.settings.max_backoff, feed.interval),
+            )
             return FeedPlan(state=failed)
 
-    def _parse(self, feed: FeedConfig, result: FetchResult) -> tuple[ParsedFeed | None, str | None, str | None]:
+    def _parse(
+        self, feed: FeedConfig, result: FetchResult
+    ) -> tuple[ParsedFeed | None, str | None, str | None]:
         if result.body is None:
             return None, None, None
         body_hash = hashlib.sha256(result.body).hexdigest()
         try:
-            parsed = parse_feed(result.body, feed=feed.name, url=result.final_url,
-                                headers=result.headers, max_entries=self.config.settings.max_entries)
+            parsed = parse_feed(
+                result.body,
+                feed=feed.name,
+                url=result.final_url,
+                headers=result.headers,
+                max_entries=self.config.settings.max_entries,
+            )
         except FeedError as exc:
             return None, exc.message + (f"; {exc.hint}" if exc.hint else ""), body_hash
         content_type = result.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type and not any(k in content_type for k in ("xml", "rss", "atom", "json")):
-            parsed = replace(parsed, warnings=(*parsed.warnings,
-                             f"served as {content_type!r}, not a feed type; parsed anyway"))
+            parsed = replace(
+                parsed,
+                warnings=(
+                    *parsed.warnings,
+                    f"served as {content_type!r}, not a feed type; parsed anyway",
+                ),
+            )
         return parsed, None, body_hash
 
     def _match(self, article: Article, info: FeedInfo) -> list[RuleMatch]:
@@ -157,11 +222,14 @@ def prune(config: Config, store: Store, now: datetime) -> None:
 
 def spread_overdue(store: Store, config: Config, now: datetime) -> None:
     """At daemon start, overdue feeds are spread over a short window instead of all at once."""
-    overdue = [s for s in store.feed_states().values()
-               if s.next_poll_at and s.next_poll_at < now and s.state != "gone"]
-    window = min(timedelta(minutes=5), config.settings.interval) if len(overdue) > 10 else timedelta(0)
+    overdue = [
+        s
+        for s in store.feed_states().values()
+        if s.next_poll_at and s.next_poll_at < now and s.state != "gone"
+    ]
+    window = (
+        min(timedelta(minutes=5), config.settings.interval) if len(overdue) > 10 else timedelta(0)
+    )
     for index, state in enumerate(sorted(overdue, key=lambda s: s.next_poll_at or now)):
         offset = window * index / max(1, len(overdue))
         store.save_feed_state(replace(state, next_poll_at=now + offset))
-
-

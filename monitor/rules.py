@@ -140,6 +140,7 @@ class _Words(_Node):
         occs: list[Occ] = []
         for name in self.fields:
             field = article.fields[name]
+            tokens = field.tokens
             for alt in self.alternatives(mode):
                 for index in field.lookup(alt[0], mode):
                     ends = [index]
@@ -148,15 +149,14 @@ class _Words(_Node):
                             nxt
                             for cur in ends
                             for nxt in field.lookup(key, mode)
-                            if field.firsts[nxt] == field.lasts[cur] + 1
+                            if tokens[nxt][2] == tokens[cur][3] + 1
                         ]
                         if not ends:
                             break
+                    begin = tokens[index]
                     for last in ends:
-                        occs.append(
-                            (name, field.firsts[index], field.lasts[last],
-                             field.starts[index], field.ends[last], self.label)
-                        )  # fmt: skip
+                        end = tokens[last]
+                        occs.append((name, begin[2], end[3], begin[0], end[1], self.label))
         return occs or None
 
 
@@ -173,11 +173,9 @@ class _Prefix(_Node):
             field = article.fields[name]
             for word, indexes in field.by_word.items():
                 if word.startswith(self.prefix):
-                    occs.extend(
-                        (name, field.firsts[i], field.lasts[i], field.starts[i], field.ends[i],
-                         self.label)
-                        for i in indexes
-                    )  # fmt: skip
+                    for index in indexes:
+                        token = field.tokens[index]
+                        occs.append((name, token[2], token[3], token[0], token[1], self.label))
         return occs or None
 
 
@@ -195,8 +193,7 @@ class _Regex(_Node):
             field = article.fields[name]
             for match in self._search(field.text):
                 start, end = match
-                first = bisect.bisect_right(field.part_ends, start)
-                last = max(first, bisect.bisect_left(field.part_starts, end) - 1)
+                first, last = field.positions(start, end)
                 occs.append((name, first, last, start, end, self.label))
             for tag, base in field.extra:
                 if self._search(tag):

@@ -17,8 +17,16 @@ _DAILY = re.compile(rf"daily {_HHMM}")
 _WEEKLY = re.compile(rf"weekly (mon|tue|wed|thu|fri|sat|sun) {_HHMM}")
 _QUIET = re.compile(rf"{_HHMM}-{_HHMM}")
 # crontab counts weekdays from Sunday = 0 (and 7); APScheduler 3 counts from Monday = 0.
-_CRON_DOW = {"0": "sun", "1": "mon", "2": "tue", "3": "wed", "4": "thu", "5": "fri", "6": "sat",
-             "7": "sun"}
+_CRON_DOW = {
+    "0": "sun",
+    "1": "mon",
+    "2": "tue",
+    "3": "wed",
+    "4": "thu",
+    "5": "fri",
+    "6": "sat",
+    "7": "sun",
+}
 
 
 def digest_trigger(spec: str, tz: tzinfo) -> CronTrigger:
@@ -28,19 +36,21 @@ def digest_trigger(spec: str, tz: tzinfo) -> CronTrigger:
     if match := _DAILY.fullmatch(spec):
         return CronTrigger(hour=int(match[1]), minute=int(match[2]), timezone=tz)
     if match := _WEEKLY.fullmatch(spec):
-        return CronTrigger(day_of_week=match[1], hour=int(match[2]), minute=int(match[3]),
-                           timezone=tz)
+        return CronTrigger(
+            day_of_week=match[1], hour=int(match[2]), minute=int(match[3]), timezone=tz
+        )
     fields = spec.split()
     if len(fields) != 5:
         raise ValueError(
-            f"{spec!r} is not a digest schedule; use \"hourly\", \"daily HH:MM\", "
-            "\"weekly DDD HH:MM\" or a 5-field crontab line"
+            f'{spec!r} is not a digest schedule; use "hourly", "daily HH:MM", '
+            '"weekly DDD HH:MM" or a 5-field crontab line'
         )
     minute, hour, day, month, dow = fields
     dow = re.sub(r"\d", lambda m: _CRON_DOW[m[0]], dow)
     try:
-        return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=dow,
-                           timezone=tz)
+        return CronTrigger(
+            minute=minute, hour=hour, day=day, month=month, day_of_week=dow, timezone=tz
+        )
     except ValueError as exc:
         raise ValueError(f"{spec!r} is not a valid crontab line ({exc})") from None
 
@@ -75,5 +85,7 @@ class QuietHours:
 def parse_quiet_hours(spec: str) -> QuietHours:
     match = _QUIET.fullmatch(spec) if isinstance(spec, str) else None
     if not match:
-        raise ValueError(f"{spec!r} is not a quiet-hours window; write \"HH:MM-HH:MM\"")
-    return QuietHours(start=time(int(match[1]), int(match[2])), end=time(int(match[3]), int(match[4])))
+        raise ValueError(f'{spec!r} is not a quiet-hours window; write "HH:MM-HH:MM"')
+    return QuietHours(
+        start=time(int(match[1]), int(match[2])), end=time(int(match[3]), int(match[4]))
+    )

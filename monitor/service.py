@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -33,6 +34,11 @@ log = logging.getLogger("monitor.service")
 POLL_TICK = timedelta(seconds=1)  # cheap: one indexed read when nothing is due
 DELIVERY_TICK = timedelta(seconds=1)
 STOP_GRACE = 8.0  # seconds; SIGTERM must end the process within 10 s
+DELIVERY_BUDGET = timedelta(seconds=30)
+# Without a finished tick for this long the daemon counts as stuck: no WATCHDOG=1 (systemd
+# restarts it after WatchdogSec) and /healthz answers 503. A tick is bounded by one pass of
+# PASS_SIZE feeds (fetch timeout 60 s) or one delivery budget.
+STALL_AFTER = 240.0
 
 
 def load_checked(path: Path) -> Config:
@@ -54,9 +60,13 @@ def run_once(config: Config) -> int:
         poller = Poller(config, store)
         poller.sync()
         report = poller.poll(poller.due(force=True))
-        log.info("pass done: %d feeds polled, %d failed, %d alerts queued",
-                 report.polled, report.failed, report.alerts)
-        deliver_all(config, store, utcnow, Options(ignore_backoff=True, retry_failing=False))
+        log.info(
+            "pass done: %d feeds polled, %d failed, %d alerts queued",
+            report.polled,
+            report.failed,
+            report.alerts,
+        )
+        deliver_all(config, store, utcnow, Options(ignore_backoff=True))
         prune(config, store, utcnow())
         store.close()
     finally:
@@ -76,6 +86,7 @@ class Daemon:
         self.store: Store | None = None
         self.poller: Poller | None = None
         self.first_delivery = True
+        self.last_progress = time.monotonic()
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
@@ -92,19 +103,39 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_stop)
             signal.signal(signal.SIGHUP, self._on_hup)
-            self.scheduler.add_job(self._poll_tick, "interval", seconds=POLL_TICK.total_seconds(),
-                                   id="poll", next_run_time=utcnow())
-            self.scheduler.add_job(self._deliver_tick, "interval",
-                                   seconds=DELIVERY_TICK.total_seconds(), id="deliver",
-                                   next_run_time=utcnow())
-            self.scheduler.add_job(self._maintain, "interval", hours=24, id="maintain",
-                                   next_run_time=utcnow() + timedelta(minutes=1))
+            self.scheduler.add_job(
+                self._poll_tick,
+                "interval",
+                seconds=POLL_TICK.total_seconds(),
+                id="poll",
+                next_run_time=utcnow(),
+            )
+            self.scheduler.add_job(
+                self._deliver_tick,
+                "interval",
+                seconds=DELIVERY_TICK.total_seconds(),
+                id="deliver",
+                next_run_time=utcnow(),
+            )
+            self.scheduler.add_job(
+                self._maintain,
+                "interval",
+                hours=24,
+                id="maintain",
+                next_run_time=utcnow() + timedelta(minutes=1),
+            )
             self.scheduler.start()
             sd_notify("READY=1\nSTATUS=watching feeds")
-            log.info("started: %d feeds, %d rules, %d channels; database %s",
-                     len(self.config.feeds), len(self.config.rules), len(self.config.channels),
-                     self.config.settings.database)
+            log.info(
+                "started: %d feeds, %d rules, %d channels; database %s",
+                len(self.config.feeds),
+                len(self.config.rules),
+                len(self.config.channels),
+                self.config.settings.database,
+            )
             while not self.stopping.is_set():
+                if self.healthy()[0]:
+                    sd_notify("WATCHDOG=1")
                 if self.reload_requested.wait(timeout=1.0):
                     self.reload_requested.clear()
                     if not self.stopping.is_set():
@@ -127,6 +158,13 @@ class Daemon:
         changed = self.poller.sync()
         if changed:
             log.info("feeds to poll promptly: %s", ", ".join(changed))
+
+    def healthy(self) -> tuple[bool, str]:
+        """Healthy while the scheduler makes progress (ticks finish) and the database answers."""
+        stalled = time.monotonic() - self.last_progress
+        if stalled > STALL_AFTER:
+            return False, f"no scheduler progress for {int(stalled)} s"
+        return True, "ok"
 
     def _shutdown_scheduler(self) -> None:
         done = threading.Event()
@@ -158,12 +196,19 @@ class Daemon:
         else:
             if config.settings.database != self.config.settings.database:
                 log.warning("reload: [monitor] database changed; restart to switch databases")
-                config = replace(config, settings=replace(config.settings,
-                                                          database=self.config.settings.database))
+                config = replace(
+                    config,
+                    settings=replace(config.settings, database=self.config.settings.database),
+                )
             # The swap happens on the worker thread, between ticks: one writer, no torn pass.
             self.scheduler.add_job(self._install, args=[config], id="reload", replace_existing=True)
-            log.info("reloaded %s: %d feeds, %d rules, %d channels", self.config_path,
-                     len(config.feeds), len(config.rules), len(config.channels))
+            log.info(
+                "reloaded %s: %d feeds, %d rules, %d channels",
+                self.config_path,
+                len(config.feeds),
+                len(config.rules),
+                len(config.channels),
+            )
         sd_notify("READY=1")
 
     def _poll_tick(self) -> None:
@@ -173,28 +218,46 @@ class Daemon:
             states = self.poller.due(force=False)
             if states:
                 report = self.poller.poll(states)
-                log.info("pass done: %d feeds polled, %d failed, %d alerts queued",
-                         report.polled, report.failed, report.alerts)
+                log.info(
+                    "pass done: %d feeds polled, %d failed, %d alerts queued",
+                    report.polled,
+                    report.failed,
+                    report.alerts,
+                )
                 if report.alerts:
                     self._deliver_tick()
-            sd_notify("WATCHDOG=1")
+            self.last_progress = time.monotonic()
         except MonitorError as exc:
             log.error("poll: %s%s", exc.message, f" ({exc.hint})" if exc.hint else "")
         except Exception as exc:
-            log.error("poll: unexpected %s: %s", type(exc).__name__, exc,
-                      exc_info=log.isEnabledFor(logging.DEBUG))
+            log.error(
+                "poll: unexpected %s: %s",
+                type(exc).__name__,
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
 
     def _deliver_tick(self) -> None:
         if self.stopping.is_set() or self.store is None:
             return
         try:
-            deliver_all(self.config, self.store, utcnow, Options(ignore_backoff=self.first_delivery))
+            deliver_all(
+                self.config,
+                self.store,
+                utcnow,
+                Options(ignore_backoff=self.first_delivery, budget=DELIVERY_BUDGET),
+            )
             self.first_delivery = False
+            self.last_progress = time.monotonic()
         except StoreError as exc:
             log.error("delivery: %s", exc.message)
         except Exception as exc:
-            log.error("delivery: unexpected %s: %s", type(exc).__name__, exc,
-                      exc_info=log.isEnabledFor(logging.DEBUG))
+            log.error(
+                "delivery: unexpected %s: %s",
+                type(exc).__name__,
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
 
     def _maintain(self) -> None:
         if self.store is not None:

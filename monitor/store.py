@@ -61,7 +61,11 @@ MIGRATIONS: tuple[str, ...] = (
 
 
 def iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if moment else None
+    return (
+        moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        if moment
+        else None
+    )
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -108,8 +112,13 @@ class Store:
             if not readonly:
                 path.parent.mkdir(parents=True, exist_ok=True)
             uri = f"file:{path}?mode=ro" if readonly else str(path)
-            conn = sqlite3.connect(uri, uri=readonly, timeout=BUSY_TIMEOUT_MS / 1000,
-                                   check_same_thread=False, isolation_level=None)
+            conn = sqlite3.connect(
+                uri,
+                uri=readonly,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                check_same_thread=False,
+                isolation_level=None,
+            )
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             if not readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
@@ -152,13 +161,17 @@ class Store:
             row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = int(row[0]) if row else 0
             if version > len(MIGRATIONS):
-                raise StoreError(f"the database {self.path} was written by a newer monitor "
-                                 f"(schema {version})", hint="upgrade monitor")
+                raise StoreError(
+                    f"the database {self.path} was written by a newer monitor (schema {version})",
+                    hint="upgrade monitor",
+                )
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in script.split(";"):
                     if statement.strip() and "CREATE TABLE meta" not in statement:
                         db.execute(statement)
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(number)])
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(number)]
+                )
 
     # -- feeds -------------------------------------------------------------------------------
 
@@ -181,7 +194,8 @@ class Store:
                         " redirect_seen = 0, etag = NULL, last_modified = NULL, body_hash = NULL,"
                         " baseline_at = NULL, state = 'new', failures = 0, last_error = NULL,"
                         " retry_after_until = NULL, next_poll_at = ? WHERE name = ?",
-                        [url, iso(now), name])
+                        [url, iso(now), name],
+                    )
                     changed.append(name)
         return changed
 
@@ -189,10 +203,14 @@ class Store:
         wanted = list(keys)
         found: set[str] = set()
         for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
+            chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            found.update(r["key"] for r in self._rows(
-                f"SELECT key FROM articles WHERE feed = ? AND key IN ({marks})", [feed, *chunk]))
+            found.update(
+                r["key"]
+                for r in self._rows(
+                    f"SELECT key FROM articles WHERE feed = ? AND key IN ({marks})", [feed, *chunk]
+                )
+            )
         return found
 
     def apply(self, plans: Sequence[FeedPlan], now: datetime) -> int:
@@ -200,12 +218,14 @@ class Store:
         many alert rows were created (duplicates of an earlier (story, rule, channel) are not)."""
         created = 0
         with self.transaction() as db:
-            batch = (db.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM alerts").fetchone()[0])
+            batch = db.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM alerts").fetchone()[0]
             for plan in plans:
                 created += self._apply_one(db, plan, now, batch)
         return created
 
-    def _apply_one(self, db: sqlite_utils.Database, plan: FeedPlan, now: datetime, batch: int) -> int:
+    def _apply_one(
+        self, db: sqlite_utils.Database, plan: FeedPlan, now: datetime, batch: int
+    ) -> int:
         state = plan.state
         row = {k: (iso(v) if k in _TIME_FIELDS else v) for k, v in asdict(state).items()}
         if plan.document_changed:
@@ -219,38 +239,67 @@ class Store:
                 "INSERT OR IGNORE INTO articles (feed, key, story, title, link, text, author,"
                 " categories, published_at, first_seen_at, last_seen_at)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [a.feed, a.key, new.story, a.title, a.link, a.text, a.author,
-                 json.dumps(list(a.categories), ensure_ascii=False), iso(a.published_at), stamp, stamp])
+                [
+                    a.feed,
+                    a.key,
+                    new.story,
+                    a.title,
+                    a.link,
+                    a.text,
+                    a.author,
+                    json.dumps(list(a.categories), ensure_ascii=False),
+                    iso(a.published_at),
+                    stamp,
+                    stamp,
+                ],
+            )
             ids[a.key] = cursor.lastrowid or 0
         if plan.document_changed and plan.seen_keys:
             keys = list(plan.seen_keys)
             for start in range(0, len(keys), 500):
-                chunk = keys[start:start + 500]
-                db.execute(f"UPDATE articles SET last_seen_at = ? WHERE feed = ? AND key IN"
-                           f" ({','.join('?' * len(chunk))})", [stamp, state.name, *chunk])
+                chunk = keys[start : start + 500]
+                db.execute(
+                    f"UPDATE articles SET last_seen_at = ? WHERE feed = ? AND key IN"
+                    f" ({','.join('?' * len(chunk))})",
+                    [stamp, state.name, *chunk],
+                )
         created = 0
         for alert in plan.alerts:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO alerts (story, article_id, rule, channel, batch, created_at,"
                 " next_attempt_at, hits) VALUES (?,?,?,?,?,?,?,?)",
-                [alert.story, ids.get(alert.article_key, 0), alert.rule, alert.channel, batch, stamp,
-                 stamp, json.dumps([asdict(h) for h in alert.hits], ensure_ascii=False)])
+                [
+                    alert.story,
+                    ids.get(alert.article_key, 0),
+                    alert.rule,
+                    alert.channel,
+                    batch,
+                    stamp,
+                    stamp,
+                    json.dumps([asdict(h) for h in alert.hits], ensure_ascii=False),
+                ],
+            )
             created += cursor.rowcount
         return created
 
     def save_feed_state(self, state: FeedState) -> None:
         with self.transaction() as db:
-            db["feeds"].upsert({k: (iso(v) if k in _TIME_FIELDS else v)
-                                for k, v in asdict(state).items()}, pk="name")
+            db["feeds"].upsert(
+                {k: (iso(v) if k in _TIME_FIELDS else v) for k, v in asdict(state).items()},
+                pk="name",
+            )
 
     def entry_counts(self) -> dict[str, int]:
-        return {r["feed"]: r["n"] for r in self._rows(
-            "SELECT feed, COUNT(*) AS n FROM articles GROUP BY feed")}
+        return {
+            r["feed"]: r["n"]
+            for r in self._rows("SELECT feed, COUNT(*) AS n FROM articles GROUP BY feed")
+        }
 
     # -- articles ------------------------------------------------------------------------------
 
-    def articles_since(self, since: datetime, feed: str | None = None,
-                       limit: int | None = None) -> Iterator[StoredArticle]:
+    def articles_since(
+        self, since: datetime, feed: str | None = None, limit: int | None = None
+    ) -> Iterator[StoredArticle]:
         sql = "SELECT * FROM articles WHERE first_seen_at >= ? AND text IS NOT NULL"
         params: list[Any] = [iso(since)]
         if feed:
@@ -261,16 +310,24 @@ class Store:
             sql += " LIMIT ?"
             params.append(limit)
         for row in self._rows(sql, params):
-            yield StoredArticle(id=row["id"], article=_article(row), story=row["story"],
-                                first_seen_at=parse_time(row["first_seen_at"]) or since)
+            yield StoredArticle(
+                id=row["id"],
+                article=_article(row),
+                story=row["story"],
+                first_seen_at=parse_time(row["first_seen_at"]) or since,
+            )
 
     def article(self, article_id: int) -> StoredArticle | None:
         rows = self._rows("SELECT * FROM articles WHERE id = ?", [article_id])
         if not rows:
             return None
         row = rows[0]
-        return StoredArticle(id=row["id"], article=_article(row), story=row["story"],
-                             first_seen_at=parse_time(row["first_seen_at"]) or datetime.now(UTC))
+        return StoredArticle(
+            id=row["id"],
+            article=_article(row),
+            story=row["story"],
+            first_seen_at=parse_time(row["first_seen_at"]) or datetime.now(UTC),
+        )
 
     def count_articles(self) -> int:
         return int(self._rows("SELECT COUNT(*) AS n FROM articles")[0]["n"])
@@ -278,20 +335,30 @@ class Store:
     def prune(self, now: datetime, *, keep_text_before: datetime, forget_before: datetime) -> None:
         """Drop article text after keep_text; forget seen ids no longer in their feed after keep_seen."""
         with self.transaction() as db:
-            db.execute("UPDATE articles SET text = NULL WHERE first_seen_at < ? AND text IS NOT NULL",
-                       [iso(keep_text_before)])
+            db.execute(
+                "UPDATE articles SET text = NULL WHERE first_seen_at < ? AND text IS NOT NULL",
+                [iso(keep_text_before)],
+            )
             db.execute(
                 "DELETE FROM articles WHERE last_seen_at < ? AND last_seen_at < COALESCE("
                 "(SELECT content_seen_at FROM feeds WHERE feeds.name = articles.feed), '')"
                 " AND id NOT IN (SELECT article_id FROM alerts WHERE status IN ('queued', 'held'))",
-                [iso(forget_before)])
+                [iso(forget_before)],
+            )
 
     # -- alerts --------------------------------------------------------------------------------
 
-    def alerts(self, *, status: str | None = None, channel: str | None = None,
-               pending_for: str | None = None) -> list[AlertRow]:
-        sql = ("SELECT alerts.*, COALESCE(articles.title, '') AS title FROM alerts"
-               " LEFT JOIN articles ON articles.id = alerts.article_id WHERE 1")
+    def alerts(
+        self,
+        *,
+        status: str | None = None,
+        channel: str | None = None,
+        pending_for: str | None = None,
+    ) -> list[AlertRow]:
+        sql = (
+            "SELECT alerts.*, COALESCE(articles.title, '') AS title FROM alerts"
+            " LEFT JOIN articles ON articles.id = alerts.article_id WHERE 1"
+        )
         params: list[Any] = []
         if status:
             sql += " AND alerts.status = ?"
@@ -306,12 +373,18 @@ class Store:
         return [_alert(r) for r in self._rows(sql, params)]
 
     def alert_counts(self) -> dict[str, int]:
-        return {r["status"]: r["n"] for r in self._rows(
-            "SELECT status, COUNT(*) AS n FROM alerts GROUP BY status")}
+        return {
+            r["status"]: r["n"]
+            for r in self._rows("SELECT status, COUNT(*) AS n FROM alerts GROUP BY status")
+        }
 
     def pending_channels(self) -> list[str]:
-        return [r["channel"] for r in self._rows(
-            "SELECT DISTINCT channel FROM alerts WHERE status IN ('queued', 'held') ORDER BY channel")]
+        return [
+            r["channel"]
+            for r in self._rows(
+                "SELECT DISTINCT channel FROM alerts WHERE status IN ('queued', 'held') ORDER BY channel"
+            )
+        ]
 
     def release_claims(self) -> None:
         """No claim outlives its process: an attempt cut off by a crash is simply due again."""
@@ -320,8 +393,10 @@ class Store:
 
     def claim(self, ids: Sequence[int], owner: str) -> None:
         with self.transaction() as db:
-            db.execute(f"UPDATE alerts SET claimed_by = ? WHERE id IN ({','.join('?' * len(ids))})",
-                       [owner, *ids])
+            db.execute(
+                f"UPDATE alerts SET claimed_by = ? WHERE id IN ({','.join('?' * len(ids))})",
+                [owner, *ids],
+            )
 
     def mark_sent(self, ids: Sequence[int], now: datetime) -> None:
         """Its own commit, as soon as the channel accepted the message."""
@@ -329,67 +404,99 @@ class Store:
             db.execute(
                 "UPDATE alerts SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
                 f" last_error = NULL, claimed_by = NULL WHERE id IN ({','.join('?' * len(ids))})",
-                [iso(now), *ids])
+                [iso(now), *ids],
+            )
 
-    def mark_attempt_failed(self, ids: Sequence[int], error: str, now: datetime,
-                            give_up_before: datetime) -> int:
+    def mark_attempt_failed(
+        self, ids: Sequence[int], error: str, now: datetime, give_up_before: datetime
+    ) -> int:
         """Record a failed attempt; rows queued before give_up_before become failed. Returns
         how many were given up."""
         marks = ",".join("?" * len(ids))
         with self.transaction() as db:
-            db.execute(f"UPDATE alerts SET attempts = attempts + 1, last_error = ?, claimed_by = NULL"
-                       f" WHERE id IN ({marks})", [error, *ids])
-            cursor = db.execute(f"UPDATE alerts SET status = 'failed' WHERE id IN ({marks})"
-                                " AND created_at < ?", [*ids, iso(give_up_before)])
+            db.execute(
+                f"UPDATE alerts SET attempts = attempts + 1, last_error = ?, claimed_by = NULL"
+                f" WHERE id IN ({marks})",
+                [error, *ids],
+            )
+            cursor = db.execute(
+                f"UPDATE alerts SET status = 'failed' WHERE id IN ({marks}) AND created_at < ?",
+                [*ids, iso(give_up_before)],
+            )
             return int(cursor.rowcount)
 
     def hold(self, ids: Sequence[int], until: datetime) -> None:
         """Hold alerts (quiet hours, rate limit) until a release time."""
         with self.transaction() as db:
-            db.execute("UPDATE alerts SET status = 'held', next_attempt_at = ?"
-                       f" WHERE id IN ({','.join('?' * len(ids))})", [iso(until), *ids])
+            db.execute(
+                "UPDATE alerts SET status = 'held', next_attempt_at = ?"
+                f" WHERE id IN ({','.join('?' * len(ids))})",
+                [iso(until), *ids],
+            )
 
     def retry(self, ids: Sequence[int] | None, now: datetime) -> int:
         """Bring failed alerts back to the queue (all failed ones when ids is None)."""
         with self.transaction() as db:
             if ids is None:
-                cursor = db.execute("UPDATE alerts SET status = 'queued', created_at = ?,"
-                                    " next_attempt_at = ? WHERE status = 'failed'", [iso(now), iso(now)])
+                cursor = db.execute(
+                    "UPDATE alerts SET status = 'queued', created_at = ?,"
+                    " next_attempt_at = ? WHERE status = 'failed'",
+                    [iso(now), iso(now)],
+                )
             else:
                 cursor = db.execute(
                     "UPDATE alerts SET status = 'queued', created_at = ?, next_attempt_at = ?"
                     f" WHERE status IN ('failed', 'queued', 'held') AND id IN ({','.join('?' * len(ids))})",
-                    [iso(now), iso(now), *ids])
+                    [iso(now), iso(now), *ids],
+                )
             return int(cursor.rowcount)
 
     def matched_stories(self, *, rule: str | None, since: datetime) -> list[dict[str, Any]]:
         """Stories with at least one alert since a time: rules, and every feed that ran them."""
-        sql = ("SELECT story, MIN(created_at) AS first_seen_at, json_group_array(DISTINCT rule)"
-               " AS rules FROM alerts WHERE created_at >= ?")
+        sql = (
+            "SELECT story, MIN(created_at) AS first_seen_at, json_group_array(DISTINCT rule)"
+            " AS rules FROM alerts WHERE created_at >= ?"
+        )
         params: list[Any] = [iso(since)]
         if rule:
             sql += " AND story IN (SELECT story FROM alerts WHERE rule = ?)"
             params.append(rule)
         stories = []
         for row in self._rows(sql + " GROUP BY story ORDER BY first_seen_at DESC", params):
-            sources = self._rows("SELECT feed, title, link FROM articles WHERE story = ?"
-                                 " ORDER BY first_seen_at, id", [row["story"]])
-            stories.append({
-                "story": row["story"], "first_seen_at": row["first_seen_at"],
-                "title": sources[0]["title"] if sources else "",
-                "link": sources[0]["link"] if sources else None,
-                "rules": sorted(json.loads(row["rules"])),
-                "feeds": list(dict.fromkeys(s["feed"] for s in sources)),
-            })
+            sources = self._rows(
+                "SELECT feed, title, link FROM articles WHERE story = ? ORDER BY first_seen_at, id",
+                [row["story"]],
+            )
+            stories.append(
+                {
+                    "story": row["story"],
+                    "first_seen_at": row["first_seen_at"],
+                    "title": sources[0]["title"] if sources else "",
+                    "link": sources[0]["link"] if sources else None,
+                    "rules": sorted(json.loads(row["rules"])),
+                    "feeds": list(dict.fromkeys(s["feed"] for s in sources)),
+                }
+            )
         return stories
 
     # -- channels ------------------------------------------------------------------------------
 
     def channel_state(self, name: str) -> dict[str, Any]:
         rows = self._rows("SELECT * FROM channels WHERE name = ?", [name])
-        return rows[0] if rows else {"name": name, "failures": 0, "next_attempt_at": None,
-                                     "last_error": None, "last_ok_at": None, "failing_since": None,
-                                     "hour_start": None, "hour_sent": 0}
+        return (
+            rows[0]
+            if rows
+            else {
+                "name": name,
+                "failures": 0,
+                "next_attempt_at": None,
+                "last_error": None,
+                "last_ok_at": None,
+                "failing_since": None,
+                "hour_start": None,
+                "hour_sent": 0,
+            }
+        )
 
     def channel_states(self) -> dict[str, dict[str, Any]]:
         return {r["name"]: r for r in self._rows("SELECT * FROM channels")}
@@ -413,23 +520,39 @@ class Store:
 
 
 def _feed_state(row: dict[str, Any]) -> FeedState:
-    return FeedState(**{k: (parse_time(row[k]) if k in _TIME_FIELDS else row[k]) for k in _FEED_FIELDS})
+    return FeedState(
+        **{k: (parse_time(row[k]) if k in _TIME_FIELDS else row[k]) for k in _FEED_FIELDS}
+    )
 
 
 def _article(row: dict[str, Any]) -> Article:
-    return Article(feed=row["feed"], key=row["key"], title=row["title"], link=row["link"],
-                   text=row["text"] or "", author=row["author"],
-                   categories=tuple(json.loads(row["categories"] or "[]")),
-                   published_at=parse_time(row["published_at"]))
+    return Article(
+        feed=row["feed"],
+        key=row["key"],
+        title=row["title"],
+        link=row["link"],
+        text=row["text"] or "",
+        author=row["author"],
+        categories=tuple(json.loads(row["categories"] or "[]")),
+        published_at=parse_time(row["published_at"]),
+    )
 
 
 def _alert(row: dict[str, Any]) -> AlertRow:
     return AlertRow(
-        id=row["id"], story=row["story"], article_id=row["article_id"], rule=row["rule"],
-        channel=row["channel"], batch=row["batch"], status=row["status"], attempts=row["attempts"],
+        id=row["id"],
+        story=row["story"],
+        article_id=row["article_id"],
+        rule=row["rule"],
+        channel=row["channel"],
+        batch=row["batch"],
+        status=row["status"],
+        attempts=row["attempts"],
         created_at=parse_time(row["created_at"]) or datetime.now(UTC),
-        next_attempt_at=parse_time(row["next_attempt_at"]), sent_at=parse_time(row["sent_at"]),
-        last_error=row["last_error"], hits=tuple(Hit(**h) for h in json.loads(row["hits"] or "[]")),
+        next_attempt_at=parse_time(row["next_attempt_at"]),
+        sent_at=parse_time(row["sent_at"]),
+        last_error=row["last_error"],
+        hits=tuple(Hit(**h) for h in json.loads(row["hits"] or "[]")),
         title=row.get("title", ""),
     )
 
@@ -437,12 +560,17 @@ def _alert(row: dict[str, Any]) -> AlertRow:
 def _store_error(path: Path, exc: BaseException) -> StoreError:
     text = str(exc)
     if "full" in text:
-        return StoreError(f"the database {path} cannot be written: the disk is full",
-                          hint="free some space; monitor retries and loses nothing")
+        return StoreError(
+            f"the database {path} cannot be written: the disk is full",
+            hint="free some space; monitor retries and loses nothing",
+        )
     if "readonly" in text or "read-only" in text:
-        return StoreError(f"the database {path} is read-only",
-                          hint="check the file's permissions and the mount")
+        return StoreError(
+            f"the database {path} is read-only", hint="check the file's permissions and the mount"
+        )
     if "locked" in text or "busy" in text:
         return StoreError(f"the database {path} is busy ({text})", hint="try again in a moment")
-    return StoreError(f"the database {path} failed: {text}",
-                      hint="check the path in [monitor] database and the disk")
+    return StoreError(
+        f"the database {path} failed: {text}",
+        hint="check the path in [monitor] database and the disk",
+    )

@@ -1,0 +1,173 @@
+"""The outbox policies with an injected clock: quiet hours, max_per_hour, digests, backoff.
+
+Real SQLite, a real feed server, a real json:// webhook receiving apprise's posts.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.config import Config, build_config
+from monitor.deliver import Options, deliver_all
+from monitor.poll import Poller
+from monitor.store import Store
+from tests.feeds import Item, rss_feeds, with_items
+from tests.support.feedserver import FeedServer
+from tests.support.sinks import WebhookSink
+
+
+class Clock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def set(self, moment: datetime) -> None:
+        self.now = moment
+
+
+class World:
+    """One feed, one webhook channel with the given options, one rule, a store and a clock."""
+
+    def __init__(self, tmp_path: Path, server: FeedServer, hook: WebhookSink,
+                 channel: dict[str, Any], start: datetime) -> None:
+        self.server, self.hook = server, hook
+        self.document = rss_feeds(1)[0].read_bytes()
+        server.put("/feed.xml", self.document)
+        data = {
+            "monitor": {"database": str(tmp_path / "m.db")},
+            "feeds": {"wire": {"url": server.url("/feed.xml")}},
+            "channels": {"hook": {"url": hook.json_url(), **channel}},
+            "rules": {"ceasefire": {"query": "ceasefire", "channels": ["hook"]}},
+        }
+        self.config: Config = build_config(data, path=tmp_path / "c.toml", env=os.environ,
+                                           read_secret=lambda p: "")
+        self.store = Store(self.config.settings.database)
+        self.clock = Clock(start)
+        self.items: list[Item] = []
+        self.poll()  # the silent baseline
+
+    def poll(self) -> None:
+        poller = Poller(self.config, self.store, clock=self.clock)
+        poller.sync()
+        poller.poll(poller.due(force=True))
+
+    def publish(self, count: int) -> list[Item]:
+        start = len(self.items)
+        new = [Item(title=f"Ceasefire talks, round {start + n}",
+                    link=f"https://news.example.org/round/{start + n}") for n in range(count)]
+        self.items = new[::-1] + self.items
+        self.server.put("/feed.xml", with_items(self.document, self.items))
+        self.poll()
+        return new
+
+    def deliver(self, at: datetime) -> None:
+        self.clock.set(at)
+        deliver_all(self.config, self.store, self.clock, Options())
+
+    def statuses(self) -> list[str]:
+        return sorted(a.status for a in self.store.alerts())
+
+
+def at(hour: int, minute: int = 0, day: int = 26) -> datetime:
+    return datetime(2026, 11, day, hour, minute, tzinfo=UTC)
+
+
+@pytest.fixture
+def world_for(tmp_path: Path, feed_server: FeedServer, webhook: WebhookSink):  # type: ignore[no-untyped-def]
+    def make(channel: dict[str, Any], start: datetime) -> World:
+        return World(tmp_path, feed_server, webhook, channel, start)
+    return make
+
+
+def test_quiet_hours_hold_then_release_as_one_message(world_for, webhook: WebhookSink) -> None:
+    world = world_for({"quiet_hours": "22:00-07:00"}, at(22, 30))
+    stories = world.publish(2)
+    world.deliver(at(23, 0))
+    assert webhook.posts == []
+    assert world.statuses() == ["held", "held"]
+    world.deliver(at(6, 59, day=27))
+    assert webhook.posts == []
+    world.deliver(at(7, 0, day=27))
+    [message] = webhook.wait_for(1)
+    for story in stories:
+        assert story.title in message["message"]
+    assert world.statuses() == ["sent", "sent"]
+
+
+def test_quiet_hours_in_channel_time_zone(world_for, webhook: WebhookSink) -> None:
+    # 21:30 UTC is 23:30 in Kyiv (UTC+2 in November): inside 23:00-06:00 local.
+    world = world_for({"quiet_hours": "23:00-06:00", "timezone": "Europe/Kyiv"}, at(21, 30))
+    world.publish(1)
+    world.deliver(at(21, 30))
+    assert webhook.posts == [] and world.statuses() == ["held"]
+    world.deliver(at(4, 0, day=27))  # 06:00 in Kyiv
+    assert len(webhook.wait_for(1)) == 1
+
+
+def test_max_per_hour_sends_first_n_then_one_summary_next_hour(world_for, webhook: WebhookSink) -> None:
+    world = world_for({"max_per_hour": 2}, at(10, 0))
+    stories = world.publish(5)
+    world.deliver(at(10, 5))
+    assert len(webhook.wait_for(2)) == 2
+    assert world.statuses().count("held") == 3
+    world.deliver(at(10, 45))
+    assert len(webhook.posts) == 2
+    world.deliver(at(11, 0))
+    posts = webhook.wait_for(3)
+    assert len(posts) == 3
+    summary = posts[2]["message"]
+    held_titles = [s.title for s in stories if s.title not in posts[0]["title"] + posts[1]["title"]]
+    assert len(held_titles) == 3 and all(t in summary for t in held_titles)
+    # The summary does not count toward N: two more individual messages this hour.
+    world.publish(2)
+    world.deliver(at(11, 10))
+    assert len(webhook.wait_for(5)) == 5
+    assert set(world.statuses()) == {"sent"}
+
+
+def test_daily_digest_sends_everything_once_at_its_time(world_for, webhook: WebhookSink) -> None:
+    world = world_for({"digest": "daily 08:00"}, at(9, 0))
+    stories = world.publish(3)
+    world.deliver(at(12, 0))
+    world.deliver(at(7, 59, day=27))
+    assert webhook.posts == []
+    world.deliver(at(8, 0, day=27))
+    [digest] = webhook.wait_for(1)
+    assert all(s.title in digest["message"] for s in stories)
+    world.deliver(at(8, 0, day=28))  # an empty period sends nothing
+    assert len(webhook.posts) == 1
+
+
+def test_failing_channel_backs_off_then_drains_oldest_first(world_for, webhook: WebhookSink) -> None:
+    world = world_for({}, at(10, 0))
+    stories = world.publish(3)
+    webhook.fail_with(503)
+    world.deliver(at(10, 1))
+    assert webhook.refused == 1  # one attempt, then the whole channel waits
+    world.deliver(at(10, 1) + timedelta(seconds=5))
+    assert webhook.refused == 1
+    webhook.fail_with(None)
+    world.deliver(at(10, 2))  # first retry within 60 s
+    posts = webhook.wait_for(3)
+    assert [p["title"] for p in posts] == [s.title for s in stories]
+
+
+def test_give_up_after_marks_failed_and_retry_requeues(world_for, webhook: WebhookSink) -> None:
+    world = world_for({}, at(10, 0))
+    world.publish(1)
+    webhook.fail_with(500)
+    world.deliver(at(10, 1))
+    world.deliver(at(10, 0, day=29) + timedelta(minutes=5))  # more than 72 h later
+    assert world.statuses() == ["failed"]
+    webhook.fail_with(None)
+    assert world.store.retry(None, at(10, 10, day=29)) == 1
+    world.deliver(at(12, 0, day=29))
+    assert len(webhook.wait_for(1)) == 1
+    assert world.statuses() == ["sent"]
