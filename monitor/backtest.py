@@ -7,6 +7,7 @@ Reads the database only. Human output goes to stdout; counts, hints and progress
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timedelta
 
 import click
@@ -48,7 +49,7 @@ def backtest(
         return
     articles = list(store.articles_since(now - window, feed=feed, limit=limit))
     matched = 0
-    with click.progressbar(articles, label="scanning", file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(articles, label="scanning", file=sys.stderr) as bar:
         for stored in bar:
             article = stored.article
             feed_config = feeds.get(article.feed)

@@ -159,7 +159,7 @@ def status(obj: Context, as_json: bool) -> None:
     states = store.feed_states()
     counts = store.entry_counts()
     names = list(config.feeds) if config else sorted(states)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in names:
         state = states.get(name)
         feed = config.feeds.get(name) if config else None

@@ -287,3 +287,15 @@ def _follow_redirects(
             "update the feed's url in the config"
         ]
     return replace(state, redirect_seen=seen, redirect_first_at=first), []
+
+
+def health_change(before: FeedState, after: FeedState, threshold: int = 3) -> str | None:
+    """A line for the ops channel when a feed starts failing, is gone, or recovers."""
+    if after.state == "gone" and before.state != "gone":
+        return f"feed {after.name} is gone (HTTP 410); it is no longer polled"
+    if after.failures == threshold:
+        return (f"feed {after.name} failed {threshold} times in a row: {after.last_error}; "
+                "monitor keeps retrying with backoff")
+    if after.state == "ok" and before.failures >= threshold:
+        return f"feed {after.name} recovered after {before.failures} failures"
+    return None

@@ -27,6 +27,21 @@ log = logging.getLogger("monitor.deliver")
 
 FIRST_RETRY = timedelta(seconds=30)
 MAX_CHANNEL_BACKOFF = timedelta(hours=1)
+OPS_AFTER_FAILURES = 3  # consecutive failures before the ops channel hears about it
+
+
+def tell_ops(config: Config, text: str, *, skip: str | None = None) -> None:
+    """Best effort: a feed-health or channel-health line to `[monitor] ops_channel`, if set."""
+    name = config.settings.ops_channel
+    if not name or name == skip:
+        return
+    channel = config.channels.get(name) or (console_channel() if name == CONSOLE else None)
+    if channel is None or not channel.enabled:
+        return
+    try:
+        notify.send(channel.url, Message(title="monitor: health", body=text, body_format="text"))
+    except DeliveryError as exc:
+        log.warning("ops channel %s: %s", name, exc.message)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,10 +118,10 @@ class _ChannelRound:
             return
         pending = self.store.alerts(pending_for=self.channel.name)
         if self.channel.quiet_hours and self._in_quiet_hours(now):
-            queued = [a.id for a in pending if a.status == "queued"]
-            if queued:
+            waiting = [a.id for a in pending if a.status == "queued"]
+            if waiting:
                 local = now.astimezone(self.channel.timezone)
-                self.store.hold(queued, self.channel.quiet_hours.end_after(local).astimezone(UTC))
+                self.store.hold(waiting, self.channel.quiet_hours.end_after(local).astimezone(UTC))
             return
         held = [a for a in pending if a.status == "held"]
         if held and min(a.next_attempt_at or now for a in held) <= now:
@@ -162,6 +177,9 @@ class _ChannelRound:
         if not summary and self.channel.max_per_hour:
             self.state = {**self.state, "hour_sent": int(self.state.get("hour_sent") or 0) + 1}
         recovered = self.state.get("failures")
+        if int(recovered or 0) >= OPS_AFTER_FAILURES:
+            tell_ops(self.config, f"channel {self.channel.name} recovered; its queue is draining.",
+                     skip=self.channel.name)
         self.state = {
             **self.state,
             "failures": 0,
@@ -184,8 +202,9 @@ class _ChannelRound:
     def _failed(self, ids: list[int], exc: DeliveryError) -> None:
         now = self.now()
         failures = int(self.state.get("failures") or 0) + 1
-        wait = min(MAX_CHANNEL_BACKOFF, FIRST_RETRY * 2 ** min(failures - 1, 20))
+        wait = FIRST_RETRY * 2 ** min(failures - 1, 20)
         wait += wait * random.random() * 0.5 if failures > 1 else FIRST_RETRY * random.random()
+        wait = min(MAX_CHANNEL_BACKOFF, wait)
         given_up = self.store.mark_attempt_failed(
             ids, exc.message, now, now - self.config.settings.give_up_after
         )
@@ -197,6 +216,9 @@ class _ChannelRound:
             "failing_since": self.state.get("failing_since") or iso(now),
         }
         self.store.save_channel_state(self.state)
+        if failures == OPS_AFTER_FAILURES:
+            tell_ops(self.config, f"channel {self.channel.name} is failing: {exc.message} "
+                     "Its alerts wait and will be sent when it recovers.", skip=self.channel.name)
         log.warning(
             "channel %s: delivery failed (%s); %s",
             self.channel.name,

@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from monitor.config import CONSOLE, Config, FeedConfig
-from monitor.decide import Policy, decide_feed
+from monitor.decide import Policy, decide_feed, health_change
+from monitor.deliver import tell_ops
 from monitor.errors import FeedError
 from monitor.fetch import FetchLimits, FetchRequest, FetchResult, Fetcher
 from monitor.models import Article, FeedPlan, FeedState, ParsedFeed, RuleMatch
@@ -123,6 +124,9 @@ class Poller:
                 continue  # shutting down: the feed stays due, nothing is recorded
             plans.append(self._plan(self.config.feeds[state.name], state, result))
         created = self.store.apply(plans, self.clock())
+        before = {s.name: s for s in states}
+        for line in filter(None, (health_change(before[p.state.name], p.state) for p in plans)):
+            tell_ops(self.config, line)
         for plan in plans:
             for line in plan.log:
                 (log.warning if plan.state.state == "failing" else log.info)(

@@ -186,7 +186,7 @@ class Store:
             known = {r["name"]: r["url"] for r in db.query("SELECT name, url FROM feeds")}
             for name, url in configured.items():
                 if name not in known:
-                    db["feeds"].insert({"name": name, "url": url, "next_poll_at": iso(now)})
+                    db.table("feeds").insert({"name": name, "url": url, "next_poll_at": iso(now)})
                     changed.append(name)
                 elif known[name] != url:
                     db.execute(
@@ -230,7 +230,7 @@ class Store:
         row = {k: (iso(v) if k in _TIME_FIELDS else v) for k, v in asdict(state).items()}
         if plan.document_changed:
             row["content_seen_at"] = iso(now)
-        db["feeds"].upsert(row, pk="name")
+        db.table("feeds").upsert(row, pk="name")
         stamp = iso(now)
         ids: dict[str, int] = {}
         for new in plan.new_articles:
@@ -284,7 +284,7 @@ class Store:
 
     def save_feed_state(self, state: FeedState) -> None:
         with self.transaction() as db:
-            db["feeds"].upsert(
+            db.table("feeds").upsert(
                 {k: (iso(v) if k in _TIME_FIELDS else v) for k, v in asdict(state).items()},
                 pk="name",
             )
@@ -503,7 +503,7 @@ class Store:
 
     def save_channel_state(self, state: dict[str, Any]) -> None:
         with self.transaction() as db:
-            db["channels"].upsert(state, pk="name")
+            db.table("channels").upsert(state, pk="name")
 
     # -- meta ----------------------------------------------------------------------------------
 
@@ -520,9 +520,10 @@ class Store:
 
 
 def _feed_state(row: dict[str, Any]) -> FeedState:
-    return FeedState(
-        **{k: (parse_time(row[k]) if k in _TIME_FIELDS else row[k]) for k in _FEED_FIELDS}
-    )
+    values: dict[str, Any] = {
+        k: (parse_time(row[k]) if k in _TIME_FIELDS else row[k]) for k in _FEED_FIELDS
+    }
+    return FeedState(**values)
 
 
 def _article(row: dict[str, Any]) -> Article:

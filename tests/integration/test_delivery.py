@@ -171,3 +171,29 @@ def test_give_up_after_marks_failed_and_retry_requeues(world_for, webhook: Webho
     world.deliver(at(12, 0, day=29))
     assert len(webhook.wait_for(1)) == 1
     assert world.statuses() == ["sent"]
+
+
+def test_ops_channel_hears_when_a_feed_keeps_failing_and_recovers(
+        tmp_path: Path, feed_server: FeedServer, webhook: WebhookSink) -> None:
+    feed_server.put("/feed.xml", rss_feeds(1)[0].read_bytes())
+    data = {
+        "monitor": {"database": str(tmp_path / "m.db"), "ops_channel": "ops"},
+        "feeds": {"wire": {"url": feed_server.url("/feed.xml")}},
+        "channels": {"ops": {"url": webhook.json_url("/ops")}},
+        "rules": {"any": {"query": "ceasefire", "channels": ["console"]}},
+    }
+    config = build_config(data, path=tmp_path / "c.toml", env=os.environ, read_secret=lambda p: "")
+    store = Store(config.settings.database)
+    clock = Clock(at(10, 0))
+    poller = Poller(config, store, clock=clock)
+    poller.sync()
+    feed_server.fault("/feed.xml", "status", code=500, reason="Internal Server Error")
+    for minute in range(3):
+        clock.set(at(10, minute))
+        poller.poll(poller.due(force=True))
+    [alarm] = webhook.wait_for(1)
+    assert "wire" in alarm["message"] and "HTTP 500" in alarm["message"]
+    feed_server.put("/feed.xml", rss_feeds(1)[0].read_bytes())
+    clock.set(at(11, 0))
+    poller.poll(poller.due(force=True))
+    assert "recovered" in webhook.wait_for(2)[1]["message"]
