@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
 
-from monitor import notify
+from monitor import metrics, notify
 from monitor.config import CONSOLE, ChannelConfig, Config
 from monitor.errors import DeliveryError, StoreError
 from monitor.render import Message, Story, render
@@ -174,6 +174,7 @@ class _ChannelRound:
             return False
         now = self.now()
         self.store.mark_sent(ids, now)
+        metrics.record_alert(self.channel.name, "sent", len(ids))
         if not summary and self.channel.max_per_hour:
             self.state = {**self.state, "hour_sent": int(self.state.get("hour_sent") or 0) + 1}
         recovered = self.state.get("failures")
@@ -208,6 +209,8 @@ class _ChannelRound:
         given_up = self.store.mark_attempt_failed(
             ids, exc.message, now, now - self.config.settings.give_up_after
         )
+        metrics.record_alert(self.channel.name, "failed_attempt", len(ids))
+        metrics.record_alert(self.channel.name, "failed", given_up)
         self.state = {
             **self.state,
             "failures": failures,

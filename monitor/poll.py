@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from monitor import metrics
 from monitor.config import CONSOLE, Config, FeedConfig
 from monitor.decide import Policy, decide_feed, health_change
 from monitor.deliver import tell_ops
@@ -122,8 +123,11 @@ class Poller:
         for state, result in zip(states, results, strict=True):
             if result.error == "cancelled":
                 continue  # shutting down: the feed stays due, nothing is recorded
+            metrics.record_fetch(result.feed, result.elapsed, failed=result.error is not None)
             plans.append(self._plan(self.config.feeds[state.name], state, result))
         created = self.store.apply(plans, self.clock())
+        for plan in plans:
+            metrics.record_plan(plan)
         before = {s.name: s for s in states}
         for line in filter(None, (health_change(before[p.state.name], p.state) for p in plans)):
             tell_ops(self.config, line)

@@ -21,10 +21,11 @@ from types import FrameType
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from monitor import notify
-from monitor.config import Config, load_config
+from monitor import metrics, notify
+from monitor.config import CONSOLE, Config, load_config
 from monitor.deliver import Options, deliver_all
 from monitor.errors import ConfigError, MonitorError, StoreError
+from monitor.health import HealthServer
 from monitor.lock import InstanceLock
 from monitor.poll import Poller, prune, spread_overdue, utcnow
 from monitor.store import Store
@@ -87,6 +88,8 @@ class Daemon:
         self.poller: Poller | None = None
         self.first_delivery = True
         self.last_progress = time.monotonic()
+        self.health: HealthServer | None = None
+        self.health_store: Store | None = None
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
@@ -99,6 +102,12 @@ class Daemon:
             self.store = open_store(self.config)
             self.store.release_claims()
             self._install(self.config)
+            if self.config.settings.listen:
+                # Its own read-only connection: a scrape never waits on the writer.
+                self.health_store = Store(self.config.settings.database, readonly=True)
+                self.health = HealthServer(self.config.settings.listen, is_healthy=self.healthy,
+                                           pending=self._pending)
+                self.health.start()
             spread_overdue(self.store, self.config, utcnow())
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_stop)
@@ -147,6 +156,10 @@ class Daemon:
             self._shutdown_scheduler()
             return 0
         finally:
+            if self.health:
+                self.health.stop()
+            if self.health_store:
+                self.health_store.close()
             if self.store:
                 self.store.close()
             self.lock.release()
@@ -155,6 +168,7 @@ class Daemon:
         assert self.store is not None
         self.config = config
         self.poller = Poller(config, self.store)
+        metrics.declare(feeds=config.feeds, rules=config.rules, channels=[CONSOLE, *config.channels])
         changed = self.poller.sync()
         if changed:
             log.info("feeds to poll promptly: %s", ", ".join(changed))
@@ -163,8 +177,22 @@ class Daemon:
         """Healthy while the scheduler makes progress (ticks finish) and the database answers."""
         stalled = time.monotonic() - self.last_progress
         if stalled > STALL_AFTER:
-            return False, f"no scheduler progress for {int(stalled)} s"
+            return False, f"the scheduler made no progress for {int(stalled)} s"
+        if self.health_store is not None:
+            try:
+                self.health_store.ping()
+            except MonitorError as exc:
+                return False, f"the database does not answer: {exc.message}"
         return True, "ok"
+
+    def _pending(self) -> dict[str, int]:
+        channels = [CONSOLE, *(c.name for c in self.config.channels.values() if c.enabled)]
+        counts = self.health_store.pending_counts() if self.health_store else {}
+        return {**dict.fromkeys(channels, 0), **counts}
+
+    def _progress(self) -> None:
+        self.last_progress = time.monotonic()
+        metrics.record_progress(utcnow())
 
     def _shutdown_scheduler(self) -> None:
         done = threading.Event()
@@ -194,6 +222,8 @@ class Daemon:
                 log.error("reload refused: %s", problem)
             log.error("the new config is invalid; the old one stays in force")
         else:
+            if config.settings.listen != self.config.settings.listen:
+                log.warning("reload: [monitor] listen changed; restart to move the health endpoint")
             if config.settings.database != self.config.settings.database:
                 log.warning("reload: [monitor] database changed; restart to switch databases")
                 config = replace(
@@ -226,7 +256,7 @@ class Daemon:
                 )
                 if report.alerts:
                     self._deliver_tick()
-            self.last_progress = time.monotonic()
+            self._progress()
         except MonitorError as exc:
             log.error("poll: %s%s", exc.message, f" ({exc.hint})" if exc.hint else "")
         except Exception as exc:
@@ -248,7 +278,7 @@ class Daemon:
                 Options(ignore_backoff=self.first_delivery, budget=DELIVERY_BUDGET),
             )
             self.first_delivery = False
-            self.last_progress = time.monotonic()
+            self._progress()
         except StoreError as exc:
             log.error("delivery: %s", exc.message)
         except Exception as exc:

@@ -378,6 +378,16 @@ class Store:
             for r in self._rows("SELECT status, COUNT(*) AS n FROM alerts GROUP BY status")
         }
 
+    def pending_counts(self) -> dict[str, int]:
+        """Queued or held alerts per channel."""
+        return {r["channel"]: r["n"] for r in self._rows(
+            "SELECT channel, COUNT(*) AS n FROM alerts WHERE status IN ('queued', 'held')"
+            " GROUP BY channel")}
+
+    def ping(self) -> None:
+        """Raises StoreError unless the database file answers a read."""
+        self._rows("SELECT COUNT(*) FROM sqlite_master")
+
     def pending_channels(self) -> list[str]:
         return [
             r["channel"]

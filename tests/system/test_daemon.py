@@ -212,3 +212,31 @@ def _child_monitor(parent: int) -> int:
                 return int(child)
         time.sleep(0.1)
     raise AssertionError("no monitor process under make")
+
+
+def test_listen_serves_healthz_and_metrics(daemon_setup, running) -> None:
+    import http.client
+
+    _, sections, cli = daemon_setup
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sections["monitor"]["listen"] = f"127.0.0.1:{port}"
+    write_config(cli.config, **sections)
+    daemon = cli.popen("run")
+    running.append(daemon)
+    wait_until(baseline_done(cli, 2), what="the first polls")
+
+    def get(path: str) -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+
+    assert get("/healthz") == (200, "ok\n")
+    status, text = get("/metrics")
+    assert status == 200
+    assert 'monitor_polls_total{feed="feed0",result="ok"}' in text
+    assert 'monitor_alerts_pending{channel="hook"} 0.0' in text
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=10) == 0
