@@ -46,6 +46,8 @@ def handles_errors(command: F) -> F:
             _fail(exc)
         except KeyboardInterrupt:
             sys.exit(130)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # usage errors: click prints them and exits 2
         except Exception as exc:
             if logging.getLogger().isEnabledFor(logging.DEBUG):
                 raise
