@@ -96,9 +96,24 @@ def _is_european(char: str) -> bool:
     return point < 0x530 or 0x1E00 <= point <= 0x1FFF
 
 
-@lru_cache(maxsize=262144)
+# Word caches: plain dicts, emptied when full, because a bounded lru_cache costs several
+# times a dict lookup and these sit in the per-word hot loop. News vocabulary is small.
+_CACHE_LIMIT = 200_000
+_folded: dict[str, str] = {}
+_stems: dict[Mode, dict[str, str]] = {}
+
+
 def fold(text: str) -> str:
     """Case- and accent-fold `text` (see the module docstring for what is kept)."""
+    folded = _folded.get(text)
+    if folded is None:
+        if len(_folded) >= _CACHE_LIMIT:
+            _folded.clear()
+        folded = _folded[text] = _fold(text)
+    return folded
+
+
+def _fold(text: str) -> str:
     lowered = text.casefold()
     if lowered.isascii():
         return lowered.translate(_APOSTROPHES) if "`" in lowered else lowered
@@ -118,12 +133,14 @@ def _scan(text: str) -> list[_Raw]:
     # The hot loop of matching: plain tuples and a fast path for plain words.
     tokens: list[_Raw] = []
     append = tokens.append
-    pos = 0
-    for match in _COMPOUND_RE.finditer(text):
-        word = match.group()
-        start = match.start()
+    find = text.find
+    folded = _folded.get
+    pos = cursor = 0
+    for word in _COMPOUND_RE.findall(text):  # findall + str.find beats finditer's Match objects
+        start = find(word, cursor)
+        cursor = start + len(word)
         if word.isalnum():  # no hyphen, apostrophe or combining mark
-            append((start, start + len(word), pos, pos, word, fold(word), False))
+            append((start, cursor, pos, pos, word, folded(word) or fold(word), False))
             pos += 1
         elif "-" not in word and "\u2010" not in word and "\u2011" not in word:
             _add_word(append, word, start, pos)
@@ -137,7 +154,7 @@ def _scan(text: str) -> list[_Raw]:
                 pos += 1
             # The joined form is what stemming sees, so it is stored without hyphens.
             joined = _HYPHEN_SPLIT_RE.sub("", word)
-            append((start, match.end(), first, pos - 1, joined, fold(joined), True))
+            append((start, cursor, first, pos - 1, joined, fold(joined), True))
     return tokens
 
 
@@ -163,14 +180,15 @@ _SNOWBALL = {
     "sv": "swedish", "ta": "tamil", "tr": "turkish", "yi": "yiddish",
 }  # fmt: skip
 UKRAINIAN = "uk"
-SUPPORTED_LANGUAGES = frozenset(_SNOWBALL) | {UKRAINIAN}
 
 _CYRILLIC, _GREEK, _LATIN, _OTHER = "cyrillic", "greek", "latin", "other"
 _LANGUAGE_SCRIPT = {
     "ru": _CYRILLIC, "uk": _CYRILLIC, "be": _CYRILLIC, "bg": _CYRILLIC, "mk": _CYRILLIC,
     "sr": _CYRILLIC, "kk": _CYRILLIC, "el": _GREEK, "ar": _OTHER, "fa": _OTHER, "hi": _OTHER,
-    "ne": _OTHER, "hy": _OTHER, "ta": _OTHER, "yi": _OTHER,
+    "ne": _OTHER, "hy": _OTHER, "ta": _OTHER, "yi": _OTHER, "zh": _OTHER, "ja": _OTHER,
+    "ko": _OTHER, "th": _OTHER, "ur": _OTHER, "he": _OTHER, "ka": _OTHER, "bn": _OTHER,
 }  # fmt: skip
+# Any other declared language is taken to be written in Latin script.
 _UKRAINIAN_LETTERS = frozenset("іїєґ")
 
 
@@ -196,7 +214,6 @@ def _script(folded: str) -> str | None:
     return None  # digits only
 
 
-@lru_cache(maxsize=262144)
 def word_language(folded: str, declared: str | None) -> str | None:
     """The language to stem `folded` in: `declared` when the word is written in that
     language's script, else a guess from the script (Cyrillic: Russian, or Ukrainian when
@@ -235,11 +252,22 @@ def _ukrainian_lemma(word: str) -> str:
     return str(_lemmatize(word.translate(_APOSTROPHES), lang=UKRAINIAN))
 
 
-@lru_cache(maxsize=262144)
 def stem(word: str, declared: str | None = None) -> str:
     """The folded stem (or Ukrainian lemma) of one word as written; `declared` is a
     normalised language code or None (guess from the script). Unsupported languages
     fall back to the folded word, i.e. exact matching."""
+    cache = _stems.get(declared)
+    if cache is None:
+        cache = _stems[declared] = {}
+    found = cache.get(word)
+    if found is None:
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        found = cache[word] = _stem(word, declared)
+    return found
+
+
+def _stem(word: str, declared: str | None) -> str:
     folded = fold(word)
     language = word_language(folded, declared)
     if language is None:
@@ -285,18 +313,18 @@ class FieldIndex:
         table = self._stems.get(mode)
         if table is None:
             table = self._stems[mode] = {}
-            for index, token in enumerate(self.tokens):
-                key = stem(token[4], mode)
+            tokens = self.tokens
+            cached = _stems.setdefault(mode, {})
+            for indexes in self.by_word.values():
+                # One stem per folded word; Ukrainian lemmas see its first spelling's case.
+                word = tokens[indexes[0]][4]
+                key = cached.get(word) or stem(word, mode)
                 found = table.get(key)
                 if found is None:
-                    table[key] = [index]
+                    table[key] = indexes.copy()
                 else:
-                    found.append(index)
+                    found.extend(indexes)
         return table
-
-    def lookup(self, key: tuple[bool, str], mode: Mode) -> list[int]:
-        """Token indexes of a (stemmed?, word) key."""
-        return (self.stems(mode) if key[0] else self.by_word).get(key[1], [])
 
     def positions(self, start: int, end: int) -> tuple[int, int]:
         """First and last word positions overlapping the characters start:end of `text`."""

@@ -120,7 +120,7 @@ def main(ctx: click.Context, config_option: str | None, verbose: bool) -> None:
         datefmt="%Y-%m-%dT%H:%M:%S",
     )
     # A tick skipped while the previous one runs is normal, not worth a warning.
-    for noisy in ("apscheduler", "apprise", "asyncio"):
+    for noisy in ("apscheduler", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
     ctx.obj = Context(config_option)
 

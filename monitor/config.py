@@ -161,7 +161,8 @@ class _Problems:
         for key in table:
             if key not in allowed:
                 self.add(
-                    f"{path}.{key}", f"unknown key; known keys are {', '.join(sorted(allowed))}"
+                    f"{path}.{key}" if path else key,
+                    f"unknown key; known keys are {', '.join(sorted(allowed))}",
                 )
 
 
@@ -178,7 +179,7 @@ def build_config(
     `check_channel_url` returns a problem sentence for a bad channel URL (apprise knows which
     are good; notify.validate is passed in by the loader) without repeating the secret URL."""
     problems = _Problems()
-    problems.unknown_keys("(top level)", data, {"monitor", "feeds", "channels", "rules"})
+    problems.unknown_keys("", data, {"monitor", "feeds", "channels", "rules"})
     ctx = _Context(problems=problems, base=path.parent, env=env, read_secret=read_secret)
     settings = _settings(_table(data, "monitor", problems), ctx, path)
     feeds = {n: f for n, t in _tables(data, "feeds", problems) if (f := _feed(n, t, ctx, settings))}
@@ -259,12 +260,15 @@ def _tables(
 def _settings(table: Mapping[str, Any], ctx: _Context, path: Path) -> Settings:
     p = ctx.problems
     p.unknown_keys("monitor", table, _MONITOR_KEYS)
-    values: dict[str, Any] = {"database": ctx.resolve(str(table.get("database", "monitor.db")))}
+    database = _string(table["database"], "monitor.database", p) if "database" in table else None
+    values: dict[str, Any] = {"database": ctx.resolve(database or "monitor.db")}
     for key in _DURATION_KEYS & table.keys():
         if (delta := _duration(table[key], f"monitor.{key}", p)) is not None:
             values[key] = delta
-    if values.get("interval") == timedelta(0):
-        p.add("monitor.interval", "must be longer than 0s")
+    # Zero here would mean polling, timing out or retrying in a tight loop.
+    for key in ("interval", "timeout", "max_backoff"):
+        if values.get(key) == timedelta(0):
+            p.add(f"monitor.{key}", "must be longer than 0s")
     if "timezone" in table and (tz := _zone(table["timezone"], "monitor.timezone", p)):
         values["timezone"] = tz
     if "max_body" in table:
@@ -298,6 +302,9 @@ def _feed(
         if "interval" in table
         else settings.interval
     )
+    if interval == timedelta(0):
+        ctx.problems.add(f"{path}.interval", "must be longer than 0s")
+        interval = None
     tags = _string_list(table.get("tags", []), f"{path}.tags", ctx.problems)
     if url is None or interval is None or tags is None:
         return None
@@ -485,7 +492,7 @@ def _positive_int(value: Any, path: str, p: _Problems) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         p.add(path, f"must be a whole number of at least 1 (got {value!r})")
         return None
-    return value
+    return int(value)
 
 
 def _string(value: Any, path: str, p: _Problems) -> str | None:

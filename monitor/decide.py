@@ -96,6 +96,7 @@ def decide_feed(
     error = outcome.error or problem
     if error:
         return _failure(state, outcome, error, policy, now, jitter, log)
+    ttl = parsed.ttl_minutes if parsed is not None else state.ttl_minutes
     state = replace(
         state,
         state="ok",
@@ -106,7 +107,8 @@ def decide_feed(
         etag=outcome.headers.get("etag") or (state.etag if outcome.not_modified else None),
         last_modified=outcome.headers.get("last-modified")
         or (state.last_modified if outcome.not_modified else None),
-        next_poll_at=now + _wait(policy.interval, _hint(outcome.headers, parsed, now), jitter),
+        ttl_minutes=ttl,
+        next_poll_at=now + _wait(policy.interval, _hint(outcome.headers, ttl, now), jitter),
     )
     if outcome.not_modified or parsed is None or body_hash == state.body_hash:
         return FeedPlan(state=state, log=tuple(log))
@@ -146,7 +148,6 @@ def _new_document(
             for m in matches
             for channel in routes[m.rule]
         )
-    log.extend(parsed.warnings)
     if parsed.skipped:
         log.append(f"{parsed.skipped} entries beyond max_entries were ignored")
     if baseline:
@@ -170,6 +171,7 @@ def _new_document(
         document_changed=True,
         alerts=tuple(alerts),
         log=tuple(log),
+        warnings=parsed.warnings,
     )
 
 
@@ -225,11 +227,11 @@ def _wait(base: timedelta, hint: timedelta | None, jitter: float) -> timedelta:
     return base + base * JITTER_SHARE * jitter
 
 
-def _hint(headers: Mapping[str, str], parsed: ParsedFeed | None, now: datetime) -> timedelta | None:
+def _hint(headers: Mapping[str, str], ttl_minutes: int | None, now: datetime) -> timedelta | None:
     """The longest of RSS ttl, Cache-Control max-age and Expires, if any."""
     hints = []
-    if parsed is not None and parsed.ttl_minutes:
-        hints.append(timedelta(minutes=parsed.ttl_minutes))
+    if ttl_minutes:
+        hints.append(timedelta(minutes=ttl_minutes))
     if match := re.search(r"max-age=(\d+)", headers.get("cache-control", "")):
         hints.append(timedelta(seconds=int(match[1])))
     if expires := _http_date(headers.get("expires")):

@@ -80,6 +80,7 @@ class FeedState:
     last_error: str | None = None
     title: str | None = None
     language: str | None = None
+    ttl_minutes: int | None = None  # the feed's RSS ttl, remembered across 304 responses
 
     @property
     def fetch_url(self) -> str:
@@ -118,3 +119,4 @@ class FeedPlan:
     document_changed: bool = False  # False for 304 / same body / failure: nothing to touch
     alerts: tuple[QueuedAlert, ...] = ()
     log: tuple[str, ...] = ()  # lines for the log, naming the feed
+    warnings: tuple[str, ...] = ()  # problems worth a warning although the poll worked

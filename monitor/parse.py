@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -36,10 +37,13 @@ def parse_feed(
     if not body.strip():
         raise FeedError(f"feed {feed!r}: the server sent an empty document")
     if _looks_like_json(body, headers):
-        return _parse_json_feed(body, feed=feed, max_entries=max_entries)
+        return _parse_json_feed(body, feed=feed, url=url, max_entries=max_entries)
+    body, repaired = _repair_utf8(body, headers)
     parsed = feedparser.parse(body, response_headers=dict(headers))
     entries: list[Any] = list(parsed.entries)
     warnings: list[str] = []
+    if repaired:
+        warnings.append(f"{repaired} invalid UTF-8 byte sequences replaced; read the rest as UTF-8")
     # feedparser names the format it recognised; no version and no entries means not a feed.
     if not entries and not parsed.get("version"):
         if _looks_like_html(body):
@@ -54,7 +58,7 @@ def parse_feed(
             "read what could be read"
         )
     ttl = _int_or_none(parsed.feed.get("ttl"))
-    articles = _dedupe_keys([_article(e, feed) for e in entries[:max_entries]])
+    articles = _dedupe_keys([_article(e, feed, url) for e in entries[:max_entries]])
     return ParsedFeed(
         title=collapse(html_to_text(parsed.feed.get("title", ""))),
         entries=tuple(articles),
@@ -65,14 +69,46 @@ def parse_feed(
     )
 
 
-def _article(entry: Any, feed: str) -> Article:
+_XML_ENCODING = re.compile(rb"""^[^<]*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)""")
+_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._-]+)", re.IGNORECASE)
+
+
+def _repair_utf8(body: bytes, headers: Mapping[str, str]) -> tuple[bytes, int]:
+    """A UTF-8 document with a few invalid bytes gets them replaced (and their count back).
+
+    Otherwise feedparser decodes the whole document as windows-1252 and every non-ASCII letter
+    becomes mojibake that no rule matches. Left alone: valid UTF-8, UTF-16/32, documents that
+    declare another encoding, and ones that are mostly not UTF-8 (Latin-1 without a prolog)."""
+    try:
+        body.decode("utf-8")
+        return body, 0
+    except UnicodeDecodeError:
+        pass
+    if body.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in body[:4]:
+        return body, 0
+    declared = _CHARSET.search(headers.get("content-type", "")) or _XML_ENCODING.match(body[:500])
+    if declared:
+        name = declared[1].decode("ascii") if isinstance(declared[1], bytes) else declared[1]
+        if name.lower().replace("_", "-") not in ("utf-8", "utf8"):
+            return body, 0
+    text = body.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd")
+    good = sum(1 for char in text if char > "\x7f") - bad
+    if good <= bad:
+        return body, 0
+    return text.encode("utf-8"), bad
+
+
+def _article(entry: Any, feed: str, base: str) -> Article:
     title = html_to_text(entry.get("title", "") or "")
     parts: list[str] = []
     for raw in [entry.get("summary", "")] + [c.get("value", "") for c in entry.get("content", [])]:
         text = html_to_text(raw or "")
         if text and text not in parts:
             parts.append(text)
-    link = canonical_url(entry.get("link", "") or "")
+    # feedparser copies a permalink GUID into `link` (without `links`); only a real link element
+    # may be relative, so a GUID like "1234" never becomes a made-up URL.
+    link = _link(base if entry.get("links") else "", entry.get("link"))
     published = _time(entry.get("published_parsed") or entry.get("updated_parsed"))
     categories = tuple(
         collapse(t.get("term") or t.get("label") or "") for t in entry.get("tags", []) or []
@@ -87,6 +123,13 @@ def _article(entry: Any, feed: str) -> Article:
         categories=tuple(c for c in categories if c),
         published_at=published,
     )
+
+
+def _link(base: str, href: Any) -> str | None:
+    """The canonical http(s) link; a relative one is resolved against the document's URL."""
+    if not isinstance(href, str) or not href.strip():
+        return None
+    return canonical_url(urljoin(base, href.strip()))
 
 
 def _identity(guid: Any, link: str | None, title: str, text: str) -> str:
@@ -152,7 +195,7 @@ def _alternate_feed_url(body: bytes, url: str) -> str | None:
     return None
 
 
-def _parse_json_feed(body: bytes, *, feed: str, max_entries: int) -> ParsedFeed:
+def _parse_json_feed(body: bytes, *, feed: str, url: str, max_entries: int) -> ParsedFeed:
     try:
         document = json.loads(body.decode("utf-8-sig", errors="replace"))
     except ValueError as exc:
@@ -160,20 +203,20 @@ def _parse_json_feed(body: bytes, *, feed: str, max_entries: int) -> ParsedFeed:
     if not isinstance(document, dict) or not isinstance(document.get("items"), list):
         raise FeedError(f"feed {feed!r}: the JSON document is not a JSON Feed (no items list)")
     items = [i for i in document["items"] if isinstance(i, dict)]
-    articles = _dedupe_keys([_json_article(i, feed) for i in items[:max_entries]])
+    articles = _dedupe_keys([_json_article(i, feed, url) for i in items[:max_entries]])
     return ParsedFeed(
-        title=collapse(str(document.get("title") or "")),
+        title=collapse(_str(document.get("title"))),
         entries=tuple(articles),
         language=_str(document.get("language")) or None,
         skipped=max(0, len(items) - max_entries),
     )
 
 
-def _json_article(item: dict[str, Any], feed: str) -> Article:
+def _json_article(item: dict[str, Any], feed: str, base: str) -> Article:
     title = html_to_text(_str(item.get("title")))
     parts = [html_to_text(_str(item.get(k))) for k in ("summary", "content_text", "content_html")]
     text = " ".join(dict.fromkeys(p for p in parts if p))
-    link = canonical_url(_str(item.get("url")) or _str(item.get("external_url")))
+    link = _link(base, item.get("url")) or _link(base, item.get("external_url"))
     authors = item.get("authors") or (
         [item["author"]] if isinstance(item.get("author"), dict) else []
     )
@@ -194,9 +237,12 @@ def _json_article(item: dict[str, Any], feed: str) -> Article:
 
 
 def _str(value: Any) -> str:
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else str(value)
+    """A JSON string or number as text; any other type (list, object, bool) is a bad value: ""."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return ""
 
 
 def _as_list(value: Any) -> Iterable[Any]:

@@ -94,7 +94,7 @@ class Poller:
             if state.retry_after_until and state.retry_after_until > now:
                 if force:
                     log.info(
-                        "feed %s: skipped: the server asked to wait until %s (Retry-After)",
+                        "feed %s: skipped: rate-limited by the server (HTTP 429/503) until %s",
                         name,
                         f"{state.retry_after_until:%Y-%m-%d %H:%M:%S} UTC",
                     )
@@ -136,6 +136,8 @@ class Poller:
                 (log.warning if plan.state.state == "failing" else log.info)(
                     "feed %s: %s", plan.state.name, line
                 )
+            for line in plan.warnings:
+                log.warning("feed %s: %s", plan.state.name, line)
         failed = sum(1 for p in plans if p.state.state in ("failing", "gone"))
         return PassReport(polled=len(plans), failed=failed, alerts=created)
 

@@ -255,6 +255,9 @@ class _Parser:
         while self.peek().kind == "NEAR":
             operator = self.take()
             right = self.operand(operator, self.parse_unary)
+            if _negative(node) or _negative(right):
+                # NOT binds tighter, so "NOT a NEAR/5 b" would be (NOT a) NEAR b: no positions.
+                self.fail("NEAR needs words on both sides; write NOT (a NEAR/5 b)", operator)
             node = Near(node, right, operator.number)
         return node
 
@@ -304,6 +307,12 @@ class _Parser:
         self.depth += 1
         if self.depth > _MAX_DEPTH:
             self.fail(f"the query nests more than {_MAX_DEPTH} levels deep", token)
+
+
+def _negative(node: Node) -> bool:
+    while isinstance(node, Field):
+        node = node.child
+    return isinstance(node, Not)
 
 
 def parse(query: str) -> Node:

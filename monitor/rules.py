@@ -12,9 +12,9 @@ Decisions worth knowing:
 
 - `ceasefire` matches "ceasefire" and "cease-fire" (the joined form of the hyphenated word),
   but NOT the two separate words "cease fire": joining any two neighbouring words would
-  make "in sight" match `insight`. Write `ceasefire OR "cease fire"` for both. Conversely
-  `cease-fire` and `"cease fire"` both match "cease fire", "cease-fire" and ("cease-fire"
-  only) the joined form "ceasefire".
+  make "in sight" match `insight`. Write `ceasefire OR "cease fire"` for all three.
+  `"cease fire"` matches "cease fire" and "cease-fire"; the bare `cease-fire` matches all
+  three ("cease fire", "cease-fire" and "ceasefire").
 - `a NEAR/n b`: the distance is the difference of word positions between the nearest ends,
   so `NEAR/1` means adjacent (either order) and overlapping occurrences are 0 apart.
 - Language for stemming: the rule's, else the feed's declared one, else each word's script
@@ -23,6 +23,8 @@ Decisions worth knowing:
   (start == end == 0) since its offsets would not point into the feed name.
 - `/regex/` runs on the original field text with a time limit per field; a search that
   times out counts as no match. Empty matches are ignored.
+- NEAR measures word positions, so an operand must have some: `NOT a NEAR/5 b` is a
+  parse error, and an OR group that matched only through its NOT part is never near.
 """
 
 from __future__ import annotations
@@ -80,24 +82,39 @@ class FeedInfo:
 # --- one article, analysed for the duration of one match() call ----------------------------
 
 
-class _Article:
-    def __init__(self, article: Article, feed: FeedInfo, fields: frozenset[str]) -> None:
-        values: dict[str, Sequence[str]] = {
-            "title": [article.title],
-            "text": [article.text],
-            "author": [article.author],
-            "category": ["; ".join(article.categories)],
-            "feed": [feed.name, *sorted(feed.tags)],
-            "url": [article.link or ""],
-        }
-        self.fields = {name: FieldIndex(name, values[name]) for name in FIELDS if name in fields}
+class _Context:
+    """One article's fields, analysed for one language mode."""
+
+    def __init__(self, fields: dict[str, FieldIndex], mode: Mode) -> None:
+        self.fields, self.mode = fields, mode
+        self.stems = {name: field.stems(mode) for name, field in fields.items()}
+
+    def has_all(self, keys: tuple[Key, ...]) -> bool:
+        """Whether every (stemmed?, word) key occurs in some field."""
+        for stemmed, word in keys:
+            tables = self.stems if stemmed else {n: f.by_word for n, f in self.fields.items()}
+            if not any(word in table for table in tables.values()):
+                return False
+        return True
+
+
+def _analyse(article: Article, feed: FeedInfo, fields: frozenset[str]) -> dict[str, FieldIndex]:
+    values: dict[str, Sequence[str]] = {
+        "title": [article.title],
+        "text": [article.text],
+        "author": [article.author],
+        "category": ["; ".join(article.categories)],
+        "feed": [feed.name, *sorted(feed.tags)],
+        "url": [article.link or ""],
+    }
+    return {name: FieldIndex(name, values[name]) for name in FIELDS if name in fields}
 
 
 # --- compiled query nodes ------------------------------------------------------------------
 
 
 class _Node:
-    def eval(self, article: _Article, mode: Mode) -> list[Occ] | None:
+    def eval(self, ctx: _Context) -> list[Occ] | None:
         """The positive occurrences if the node matches (possibly none, for NOT), else None."""
         raise NotImplementedError
 
@@ -105,58 +122,73 @@ class _Node:
         """Keys of which at least one must occur for a match; None: can match without any."""
         raise NotImplementedError
 
+    def required(self, mode: Mode) -> frozenset[Key]:
+        """Keys that must all occur for a match (a cheap check before evaluating)."""
+        return frozenset()
+
 
 class _Words(_Node):
     """A bare word (stemmed) or a quoted phrase (exact words), maybe several tokens long."""
 
     def __init__(self, text: str, label: str, fields: tuple[str, ...], stemmed: bool) -> None:
         self.text, self.label, self.fields, self.stemmed = text, label, fields, stemmed
-        self._alternatives: dict[Mode, list[tuple[Key, ...]]] = {}
+        self._sequences: dict[Mode, list[tuple[str, ...]]] = {}
 
-    def alternatives(self, mode: Mode) -> list[tuple[Key, ...]]:
-        """Word sequences to look for: the parts, and with hyphen compounds joined."""
-        found = self._alternatives.get(mode)
+    def sequences(self, mode: Mode) -> list[tuple[str, ...]]:
+        """Stems (or folded words) to find in a row: the parts, and with hyphen compounds
+        or elisions replaced by their joined or cut form."""
+        found = self._sequences.get(mode)
         if found is None:
             tokens = tokenize(self.text)
 
-            def key(word: str) -> Key:
-                return (True, stem(word, mode)) if self.stemmed else (False, fold(word))
+            def key(word: str) -> str:
+                return stem(word, mode) if self.stemmed else fold(word)
 
-            split = tuple(key(t.word) for t in tokens if not t.joined)
-            found = [split]
+            found = [tuple(key(t.word) for t in tokens if not t.joined)]
             covered = {p for t in tokens if t.joined for p in range(t.first, t.last + 1)}
-            if covered:  # the same words with each hyphen compound as its joined form
+            if covered:
                 merged = sorted(
                     (t.first, key(t.word)) for t in tokens if t.joined or t.first not in covered
                 )
                 found.append(tuple(k for _, k in merged))
-            self._alternatives[mode] = found
+            self._sequences[mode] = found
         return found
 
     def triggers(self, mode: Mode) -> set[Key]:
-        return {max(alt, key=lambda k: len(k[1])) for alt in self.alternatives(mode)}
+        return {(self.stemmed, max(words, key=len)) for words in self.sequences(mode)}
 
-    def eval(self, article: _Article, mode: Mode) -> list[Occ] | None:
+    def required(self, mode: Mode) -> frozenset[Key]:
+        options = [frozenset((self.stemmed, w) for w in words) for words in self.sequences(mode)]
+        return frozenset.intersection(*options)
+
+    def eval(self, ctx: _Context) -> list[Occ] | None:
         occs: list[Occ] = []
+        label = self.label
+        sequences = self._sequences.get(ctx.mode) or self.sequences(ctx.mode)
         for name in self.fields:
-            field = article.fields[name]
-            tokens = field.tokens
-            for alt in self.alternatives(mode):
-                for index in field.lookup(alt[0], mode):
-                    ends = [index]
-                    for key in alt[1:]:  # each next word must start right after the last one
-                        ends = [
-                            nxt
-                            for cur in ends
-                            for nxt in field.lookup(key, mode)
-                            if tokens[nxt][2] == tokens[cur][3] + 1
-                        ]
-                        if not ends:
-                            break
-                    begin = tokens[index]
-                    for last in ends:
-                        end = tokens[last]
-                        occs.append((name, begin[2], end[3], begin[0], end[1], self.label))
+            table = ctx.stems[name] if self.stemmed else ctx.fields[name].by_word
+            tokens = ctx.fields[name].tokens
+            for words in sequences:
+                found = table.get(words[0])
+                if found is None:
+                    continue
+                following: list[list[int]] = []
+                for word in words[1:]:
+                    more = table.get(word)
+                    if more is None:
+                        break
+                    following.append(more)
+                else:
+                    for index in found:
+                        ends = [index]
+                        for more in following:  # each next word starts right after the last
+                            ends = [
+                                n for c in ends for n in more if tokens[n][2] == tokens[c][3] + 1
+                            ]
+                        begin = tokens[index]
+                        for last in ends:
+                            end = tokens[last]
+                            occs.append((name, begin[2], end[3], begin[0], end[1], label))
         return occs or None
 
 
@@ -167,10 +199,10 @@ class _Prefix(_Node):
     def triggers(self, mode: Mode) -> set[Key]:
         return {(False, "*" + self.prefix)}  # '*': looked up in the prefix table
 
-    def eval(self, article: _Article, mode: Mode) -> list[Occ] | None:
+    def eval(self, ctx: _Context) -> list[Occ] | None:
         occs: list[Occ] = []
         for name in self.fields:
-            field = article.fields[name]
+            field = ctx.fields[name]
             for word, indexes in field.by_word.items():
                 if word.startswith(self.prefix):
                     for index in indexes:
@@ -187,10 +219,10 @@ class _Regex(_Node):
     def triggers(self, mode: Mode) -> None:
         return None
 
-    def eval(self, article: _Article, mode: Mode) -> list[Occ] | None:
+    def eval(self, ctx: _Context) -> list[Occ] | None:
         occs: list[Occ] = []
         for name in self.fields:
-            field = article.fields[name]
+            field = ctx.fields[name]
             for match in self._search(field.text):
                 start, end = match
                 first, last = field.positions(start, end)
@@ -218,8 +250,8 @@ class _Not(_Node):
     def triggers(self, mode: Mode) -> None:
         return None
 
-    def eval(self, article: _Article, mode: Mode) -> list[Occ] | None:
-        return [] if self.child.eval(article, mode) is None else None
+    def eval(self, ctx: _Context) -> list[Occ] | None:
+        return [] if self.child.eval(ctx) is None else None
 
 
 class _And(_Node):
@@ -229,10 +261,13 @@ class _And(_Node):
     def triggers(self, mode: Mode) -> set[Key] | None:
         return _narrowest([child.triggers(mode) for child in self.children])
 
-    def eval(self, article: _Article, mode: Mode) -> list[Occ] | None:
+    def required(self, mode: Mode) -> frozenset[Key]:
+        return frozenset().union(*(child.required(mode) for child in self.children))
+
+    def eval(self, ctx: _Context) -> list[Occ] | None:
         occs: list[Occ] = []
         for child in self.children:
-            found = child.eval(article, mode)
+            found = child.eval(ctx)
             if found is None:
                 return None
             occs.extend(found)
@@ -252,8 +287,11 @@ class _Or(_Node):
             keys |= found
         return keys
 
-    def eval(self, article: _Article, mode: Mode) -> list[Occ] | None:
-        results = [child.eval(article, mode) for child in self.children]  # all, for the hits
+    def required(self, mode: Mode) -> frozenset[Key]:
+        return frozenset.intersection(*(child.required(mode) for child in self.children))
+
+    def eval(self, ctx: _Context) -> list[Occ] | None:
+        results = [child.eval(ctx) for child in self.children]  # all, for the hits
         matched = [occ for found in results if found is not None for occ in found]
         return matched if any(found is not None for found in results) else None
 
@@ -265,11 +303,14 @@ class _Near(_Node):
     def triggers(self, mode: Mode) -> set[Key] | None:
         return _narrowest([self.left.triggers(mode), self.right.triggers(mode)])
 
-    def eval(self, article: _Article, mode: Mode) -> list[Occ] | None:
-        lefts = self.left.eval(article, mode)
+    def required(self, mode: Mode) -> frozenset[Key]:
+        return self.left.required(mode) | self.right.required(mode)
+
+    def eval(self, ctx: _Context) -> list[Occ] | None:
+        lefts = self.left.eval(ctx)
         if not lefts:
             return None
-        rights = self.right.eval(article, mode)
+        rights = self.right.eval(ctx)
         if not rights:
             return None
         rights.sort(key=lambda o: (o[0], o[1]))
@@ -349,9 +390,13 @@ class _TriggerIndex:
 
     def __init__(self, rules: list[tuple[int, _Rule]], mode: Mode) -> None:
         self.always: list[int] = []
+        self.required: dict[int, tuple[Key, ...]] = {}  # checked before evaluating, if 2+
         self.by_key: dict[Key, list[int]] = {}
         self.prefixes: dict[int, dict[str, list[int]]] = {}  # length -> prefix -> rules
         for number, rule in rules:
+            required = rule.query.required(mode)
+            if len(required) > 1:
+                self.required[number] = tuple(sorted(required, key=lambda k: -len(k[1])))
             keys = rule.query.triggers(mode)
             if keys is None:
                 self.always.append(number)
@@ -365,16 +410,18 @@ class _TriggerIndex:
         self.words = {k[1]: v for k, v in self.by_key.items() if not k[0]}
         self.stems = {k[1]: v for k, v in self.by_key.items() if k[0]}
 
-    def candidates(self, article: _Article, mode: Mode) -> set[int]:
+    def candidates(self, ctx: _Context) -> set[int]:
         found = set(self.always)
-        for field in article.fields.values():
+        for name, field in ctx.fields.items():
             if self.words:
                 _collect(found, self.words, field.by_word)
             if self.stems:
-                _collect(found, self.stems, field.stems(mode))
+                _collect(found, self.stems, ctx.stems[name])
             for length, prefixes in self.prefixes.items():
                 for word in field.by_word:
-                    found.update(prefixes.get(word[:length], ()))
+                    numbers = prefixes.get(word[:length])
+                    if numbers:
+                        found.update(numbers)
         return found
 
 
@@ -418,7 +465,7 @@ class RuleSet:
 
     def match(self, article: Article, feed: FeedInfo) -> list[RuleMatch]:
         """Matched, non-excluded rules in spec order, with every positive term hit."""
-        analysed = _Article(article, feed, self._fields)
+        fields = _analyse(article, feed, self._fields)
         feed_mode = normalize_language(feed.language)
         matches: dict[int, RuleMatch] = {}
         for language, rules in self._groups.items():
@@ -426,23 +473,29 @@ class RuleSet:
             index = self._indexes.get((language, mode))
             if index is None:
                 index = self._indexes[(language, mode)] = _TriggerIndex(rules, mode)
-            for number in index.candidates(analysed, mode):
+            ctx = _Context(fields, mode)
+            for number in index.candidates(ctx):
+                required = index.required.get(number)
+                if required is not None and not ctx.has_all(required):
+                    continue
                 rule = self._rules[number]
-                occs = rule.query.eval(analysed, mode)
+                occs = rule.query.eval(ctx)
                 if occs is None:
                     continue
-                if rule.exclude is not None and rule.exclude.eval(analysed, mode) is not None:
+                if rule.exclude is not None and rule.exclude.eval(ctx) is not None:
                     continue
                 matches[number] = RuleMatch(rule=rule.name, hits=_hits(occs))
         return [matches[number] for number in sorted(matches)]
 
 
+_FIELD_ORDER = {name: i for i, name in enumerate(FIELDS)}
+
+
 def _hits(occs: list[Occ]) -> tuple[Hit, ...]:
     """Distinct hits in field then text order; a hit inside a longer one of the same term
     (the part `cease` of the joined `cease-fire` for `cease*`) is dropped."""
-    order = {name: i for i, name in enumerate(FIELDS)}
     spans = sorted(
-        {(o[0], o[3], o[4], o[5]) for o in occs}, key=lambda s: (order[s[0]], s[1], -s[2])
+        {(o[0], o[3], o[4], o[5]) for o in occs}, key=lambda s: (_FIELD_ORDER[s[0]], s[1], -s[2])
     )
     reach: dict[tuple[str, str], int] = {}  # (field, term) -> furthest end kept so far
     hits: list[Hit] = []

@@ -46,13 +46,30 @@ def digest_trigger(spec: str, tz: tzinfo) -> CronTrigger:
             '"weekly DDD HH:MM" or a 5-field crontab line'
         )
     minute, hour, day, month, dow = fields
-    dow = re.sub(r"\d", lambda m: _CRON_DOW[m[0]], dow)
+    dow = _crontab_weekdays(dow)
     try:
         return CronTrigger(
             minute=minute, hour=hour, day=day, month=month, day_of_week=dow, timezone=tz
         )
     except ValueError as exc:
         raise ValueError(f"{spec!r} is not a valid crontab line ({exc})") from None
+
+
+def _crontab_weekdays(field: str) -> str:
+    """A crontab day-of-week field (Sunday = 0 or 7) as an explicit APScheduler day list, so
+    ranges and steps keep crontab's meaning (`0-6`, `*/2`, `1-5`); names pass through."""
+    days: list[str] = []
+    for element in field.lower().split(","):
+        match = re.fullmatch(r"(\*|\d+)(?:-(\d+))?(?:/(\d+))?", element)
+        if not match:
+            days.append(element)  # a name like mon or mon-fri: APScheduler reads it as crontab does
+            continue
+        start, end, step = match[1], match[2], int(match[3] or 1)
+        low, high = (0, 6) if start == "*" else (int(start), int(end or start))
+        if high > 7 or low > high or step < 1:
+            raise ValueError(f"day of week {element!r} is out of range; use 0-7 (0 and 7 = Sunday)")
+        days.extend(_CRON_DOW[str(n)] for n in range(low, high + 1, step))
+    return ",".join(dict.fromkeys(days))
 
 
 def last_fire_before(trigger: CronTrigger, since: datetime, now: datetime) -> datetime | None:

@@ -32,7 +32,7 @@ MIGRATIONS: tuple[str, ...] = (
         last_modified TEXT, body_hash TEXT, state TEXT NOT NULL DEFAULT 'new', baseline_at TEXT,
         last_ok_at TEXT, last_polled_at TEXT, next_poll_at TEXT, retry_after_until TEXT,
         failures INTEGER NOT NULL DEFAULT 0, last_error TEXT, title TEXT, language TEXT,
-        content_seen_at TEXT
+        content_seen_at TEXT, ttl_minutes INTEGER
     );
     CREATE TABLE articles (
         id INTEGER PRIMARY KEY, feed TEXT NOT NULL, key TEXT NOT NULL, story TEXT NOT NULL,
