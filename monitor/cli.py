@@ -7,8 +7,8 @@ import logging
 import os
 import sys
 import tomllib
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +22,20 @@ from monitor.errors import ConfigError, MonitorError, QueryError
 from monitor.store import AlertRow, Store, iso
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    """`--since 30d`: the duration syntax of the config (SPEC §2)."""
+
+    name = "DUR"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, timedelta):
+            return value
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 EXIT_USAGE = 2
 
 
@@ -208,13 +222,8 @@ def status(obj: Context, as_json: bool) -> None:
 @main.command("test-rule")
 @click.argument("name", required=False)
 @click.option("--query", "query", metavar="Q", help="A query to try instead of a named rule.")
-@click.option(
-    "--since",
-    default="30d",
-    show_default=True,
-    metavar="DUR",
-    help="Articles first stored within this.",
-)
+@click.option("--since", "window", type=Duration(), default="30d", show_default=True,
+              help="Articles first stored within this.")
 @click.option("--feed", metavar="NAME", help="Only this feed.")
 @click.option(
     "--limit", type=click.IntRange(min=1), metavar="N", help="At most N articles scanned."
@@ -226,7 +235,7 @@ def test_rule(
     obj: Context,
     name: str | None,
     query: str | None,
-    since: str,
+    window: timedelta,
     feed: str | None,
     limit: int | None,
     as_json: bool,
@@ -236,10 +245,6 @@ def test_rule(
 
     if bool(name) == bool(query):
         raise click.UsageError("give a rule NAME or --query Q (one of them)")
-    try:
-        window = parse_duration(since)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since") from None
     config, store = obj.read_view()
     backtest(
         config,
@@ -349,18 +354,15 @@ def send_test(obj: Context, channel: str) -> None:
 
 @main.command()
 @click.option("--rule", metavar="R", help="Only stories this rule matched.")
-@click.option("--since", default="30d", show_default=True, metavar="DUR")
+@click.option("--since", "window", type=Duration(), default="30d", show_default=True,
+              help="Stories first alerted within this.")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines, one object per story.")
 @click.pass_obj
 @handles_errors
-def matches(obj: Context, rule: str | None, since: str, as_json: bool) -> None:
+def matches(obj: Context, rule: str | None, window: timedelta, as_json: bool) -> None:
     """Stories that matched, with their sources."""
-    try:
-        window = parse_duration(since)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since") from None
     _, store = obj.read_view()
-    for story in _stories(store, rule, datetime.now(UTC) - window):
+    for story in store.matched_stories(rule=rule, since=datetime.now(UTC) - window):
         if as_json:
             click.echo(json.dumps(story, ensure_ascii=False))
         else:
@@ -369,11 +371,6 @@ def matches(obj: Context, rule: str | None, since: str, as_json: bool) -> None:
                 f"\n  sources: {', '.join(story['feeds'])}"
                 + (f"\n  {story['link']}" if story["link"] else "")
             )
-
-
-def _stories(store: Store, rule: str | None, since: datetime) -> Iterator[dict[str, Any]]:
-    for row in store.matched_stories(rule=rule, since=since):
-        yield row
 
 
 if __name__ == "__main__":

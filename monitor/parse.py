@@ -109,7 +109,8 @@ def _article(entry: Any, feed: str, base: str) -> Article:
     # feedparser copies a permalink GUID into `link` (without `links`); only a real link element
     # may be relative, so a GUID like "1234" never becomes a made-up URL.
     link = _link(base if entry.get("links") else "", entry.get("link"))
-    published = _time(entry.get("published_parsed") or entry.get("updated_parsed"))
+    # dict.get: FeedParserDict.get("updated_parsed") warns about its deprecated fallback.
+    published = _time(dict.get(entry, "published_parsed") or dict.get(entry, "updated_parsed"))
     categories = tuple(
         collapse(t.get("term") or t.get("label") or "") for t in entry.get("tags", []) or []
     )

@@ -204,7 +204,7 @@ class Store:
         found: set[str] = set()
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+            marks = _marks(chunk)
             found.update(
                 r["key"]
                 for r in self._rows(
@@ -260,7 +260,7 @@ class Store:
                 chunk = keys[start : start + 500]
                 db.execute(
                     f"UPDATE articles SET last_seen_at = ? WHERE feed = ? AND key IN"
-                    f" ({','.join('?' * len(chunk))})",
+                    f" ({_marks(chunk)})",
                     [stamp, state.name, *chunk],
                 )
         created = 0
@@ -404,7 +404,7 @@ class Store:
     def claim(self, ids: Sequence[int], owner: str) -> None:
         with self.transaction() as db:
             db.execute(
-                f"UPDATE alerts SET claimed_by = ? WHERE id IN ({','.join('?' * len(ids))})",
+                f"UPDATE alerts SET claimed_by = ? WHERE id IN ({_marks(ids)})",
                 [owner, *ids],
             )
 
@@ -413,7 +413,7 @@ class Store:
         with self.transaction() as db:
             db.execute(
                 "UPDATE alerts SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
-                f" last_error = NULL, claimed_by = NULL WHERE id IN ({','.join('?' * len(ids))})",
+                f" last_error = NULL, claimed_by = NULL WHERE id IN ({_marks(ids)})",
                 [iso(now), *ids],
             )
 
@@ -422,7 +422,7 @@ class Store:
     ) -> int:
         """Record a failed attempt; rows queued before give_up_before become failed. Returns
         how many were given up."""
-        marks = ",".join("?" * len(ids))
+        marks = _marks(ids)
         with self.transaction() as db:
             db.execute(
                 f"UPDATE alerts SET attempts = attempts + 1, last_error = ?, claimed_by = NULL"
@@ -440,7 +440,7 @@ class Store:
         with self.transaction() as db:
             db.execute(
                 "UPDATE alerts SET status = 'held', next_attempt_at = ?"
-                f" WHERE id IN ({','.join('?' * len(ids))})",
+                f" WHERE id IN ({_marks(ids)})",
                 [iso(until), *ids],
             )
 
@@ -456,7 +456,7 @@ class Store:
             else:
                 cursor = db.execute(
                     "UPDATE alerts SET status = 'queued', created_at = ?, next_attempt_at = ?"
-                    f" WHERE status IN ('failed', 'queued', 'held') AND id IN ({','.join('?' * len(ids))})",
+                    f" WHERE status IN ('failed', 'queued', 'held') AND id IN ({_marks(ids)})",
                     [iso(now), iso(now), *ids],
                 )
             return int(cursor.rowcount)
@@ -527,6 +527,11 @@ class Store:
 
     def integrity_ok(self) -> bool:
         return self._rows("PRAGMA integrity_check")[0].get("integrity_check") == "ok"
+
+
+def _marks(values: Sequence[Any]) -> str:
+    """`?,?,?`: one SQL parameter per value, for `IN (...)`."""
+    return ",".join("?" * len(values))
 
 
 def _feed_state(row: dict[str, Any]) -> FeedState:
