@@ -320,10 +320,8 @@ class FieldIndex:
                 word = tokens[indexes[0]][4]
                 key = cached.get(word) or stem(word, mode)
                 found = table.get(key)
-                if found is None:
-                    table[key] = indexes.copy()
-                else:
-                    found.extend(indexes)
+                # Shares by_word's list; a new list when two words share a stem.
+                table[key] = indexes if found is None else found + indexes
         return table
 
     def positions(self, start: int, end: int) -> tuple[int, int]:

@@ -47,6 +47,7 @@ def backtest(
             "no stored articles yet; run `monitor run --once` to fetch the feeds first", err=True
         )
         return
+    states = store.feed_states()
     articles = list(store.articles_since(now - window, feed=feed, limit=limit))
     matched = 0
     with click.progressbar(articles, label="scanning", file=sys.stderr) as bar:
@@ -56,7 +57,9 @@ def backtest(
             info = FeedInfo(
                 name=article.feed,
                 tags=feed_config.tags if feed_config else frozenset(),
-                language=feed_config.language if feed_config else None,
+                # as the daemon does: the config's language, else the one the feed declares
+                language=(feed_config.language if feed_config else None)
+                or (declared.language if (declared := states.get(article.feed)) else None),
             )
             found = ruleset.match(article, info)
             if not found:
