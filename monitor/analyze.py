@@ -192,6 +192,12 @@ _LANGUAGE_SCRIPT = {
 _UKRAINIAN_LETTERS = frozenset("іїєґ")
 
 
+def known_language(code: str) -> bool:
+    """Whether a declared language (`en`, `en-US`, `uk` ...) is one monitor knows."""
+    base = normalize_language(code)
+    return base is not None and (base in _SNOWBALL or base in _LANGUAGE_SCRIPT or base == UKRAINIAN)
+
+
 def normalize_language(code: str | None) -> str | None:
     """`en-US`, `en_us`, `EN` -> `en`; None or blank -> None."""
     if code is None:

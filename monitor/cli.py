@@ -18,7 +18,8 @@ import click
 from monitor import __version__
 from monitor.config import CONSOLE, Config, config_path
 from monitor.durations import parse_duration
-from monitor.errors import ConfigError, MonitorError, QueryError
+from monitor.errors import ConfigError, DeliveryError, MonitorError, QueryError
+from monitor.text import redact_url
 from monitor.store import AlertRow, Store, iso
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -99,6 +100,11 @@ class Context:
                 hint="run `monitor run --once` (or start the service) first",
             )
         return config, Store(database, readonly=True)
+
+
+def _shown(url: str | None) -> str | None:
+    """Feed URLs can carry tokens: passwords and credential parameters are masked."""
+    return redact_url(url) if url else None
 
 
 def _database_fallback(path: Path) -> Path:
@@ -183,8 +189,8 @@ def status(obj: Context, as_json: bool) -> None:
         rows.append(
             {
                 "name": name,
-                "url": feed.url if feed else (state.url if state else None),
-                "effective_url": state.effective_url if state else None,
+                "url": _shown(feed.url if feed else (state.url if state else None)),
+                "effective_url": _shown(state.effective_url if state else None),
                 "state": shown,
                 "last_ok_at": iso(state.last_ok_at) if state else None,
                 "last_polled_at": iso(state.last_polled_at) if state else None,
@@ -243,7 +249,7 @@ def test_rule(
     """Backtest a rule (or --query) on stored articles."""
     from monitor.backtest import backtest
 
-    if bool(name) == bool(query):
+    if (name is None) == (query is None):
         raise click.UsageError("give a rule NAME or --query Q (one of them)")
     config, store = obj.read_view()
     backtest(
@@ -311,8 +317,16 @@ def alerts_retry(obj: Context, ids: tuple[int, ...], failed: bool) -> None:
     config, _ = obj.read_view()
     database = config.settings.database if config else _database_fallback(obj.path)
     store = Store(database)
-    count = store.retry(None if failed else list(ids), datetime.now(UTC))
+    before = store.retry(None if failed else list(ids), datetime.now(UTC))
+    for alert_id in ids:
+        if alert_id not in before:
+            click.echo(f"alert {alert_id}: no such alert", err=True)
+        elif before[alert_id] != "failed":
+            click.echo(f"alert {alert_id}: not failed ({before[alert_id]}); left as it is", err=True)
+    count = sum(1 for status in before.values() if status == "failed")
     click.echo(f"{count} alert{'s' if count != 1 else ''} queued again")
+    if any(i not in before for i in ids):
+        sys.exit(1)
 
 
 @main.command("send-test")
@@ -348,7 +362,11 @@ def send_test(obj: Context, channel: str) -> None:
         title_template=target.title_template,
         body_template=target.body_template,
     )
-    notify.send(target.url, message)
+    try:
+        notify.send(target.url, message)
+    except DeliveryError as exc:
+        raise DeliveryError(exc.message, hint="check the channel's URL (monitor check) and that "
+                            "the service is reachable from here") from None
     click.echo(f"sent a test message to {channel}", err=True)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from monitor import PROJECT_URL, __version__
+from monitor.analyze import known_language
 from monitor.durations import parse_duration, parse_size
 from monitor.errors import ConfigError, QueryError
 from monitor.rules import parse as parse_query
@@ -248,7 +249,10 @@ def _tables(
 ) -> list[tuple[str, Mapping[str, Any]]]:
     result = []
     for name, table in _table(data, key, problems).items():
-        if not isinstance(table, Mapping):
+        if key == "channels" and name == CONSOLE:
+            problems.add(f"channels.{CONSOLE}", "console is the built-in channel (alerts on stdout)"
+                         "; give your channel another name")
+        elif not isinstance(table, Mapping):
             problems.add(f"{key}.{name}", f"must be a table ([{key}.{name}])")
         elif not name.strip():
             problems.add(f"{key}.{name!r}", "names must not be empty")
@@ -314,7 +318,7 @@ def _feed(
         interval=interval,
         tags=frozenset(tags),
         enabled=_bool(table, "enabled", path, ctx.problems),
-        language=_optional_string(table, "language", path, ctx.problems),
+        language=_language(table, path, ctx.problems),
     )
 
 
@@ -331,9 +335,9 @@ def _channel(
         else settings.timezone
     )
     digest = _optional_string(table, "digest", path, p)
-    if digest and tz:
+    if digest:
         try:
-            digest_trigger(digest, tz)
+            digest_trigger(digest, tz or ZoneInfo("UTC"))  # checked even when tz is wrong
         except ValueError as exc:
             p.add(f"{path}.digest", str(exc))
     quiet = None
@@ -402,7 +406,7 @@ def _rule(name: str, table: Mapping[str, Any], ctx: _Context) -> RuleConfig | No
         query=query,
         channels=tuple(channels),
         feeds=tuple(feeds) if feeds is not None else None,
-        language=_optional_string(table, "language", path, p),
+        language=_language(table, path, p),
         exclude=exclude,
         enabled=_bool(table, "enabled", path, p),
     )
@@ -470,6 +474,16 @@ def _secret_path(name: str, ctx: _Context) -> Path:
     if candidate.is_absolute():
         return candidate
     return Path(creds) / candidate if creds else ctx.base / candidate
+
+
+def _language(table: Mapping[str, Any], path: str, p: _Problems) -> str | None:
+    code = _optional_string(table, "language", path, p)
+    if code is not None and not known_language(code):
+        hint = " (Ukrainian is \"uk\")" if code.lower().startswith("ua") else ""
+        p.add(f"{path}.language", f"unknown language {code!r}{hint}; use an ISO 639-1 code such "
+              "as \"en\", \"uk\", \"ru\", \"de\", \"fr\", \"el\"")
+        return None
+    return code
 
 
 def _duration(value: Any, path: str, p: _Problems) -> timedelta | None:

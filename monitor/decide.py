@@ -27,6 +27,7 @@ from monitor.models import (
 HINT_CAP = timedelta(hours=24)  # server hints may lengthen the interval up to this, never shorten
 RETRY_AFTER_CAP = timedelta(days=7)
 RATE_LIMITED_MIN = timedelta(hours=1)  # a 429 without Retry-After waits at least this
+CLOCK_SKEW = timedelta(minutes=10)  # publish dates this far ahead still count as "now"
 JITTER_SHARE = 0.1  # up to 10 % added to every wait, so feeds drift apart
 REDIRECT_POLLS = 3  # a permanent redirect is adopted once seen this often ...
 REDIRECT_SPAN = timedelta(days=1)  # ... over at least this long
@@ -156,7 +157,8 @@ def _new_document(
             + (f", {len(alerts)} alerts from the backfill window" if alerts else "")
         )
     elif fresh:
-        log.append(f"{len(fresh)} new entries, {len(alerts)} alerts queued")
+        matched = sum(1 for a in fresh if a.matches)
+        log.append(f"{len(fresh)} new entries, {matched} matching a rule")
     state = replace(
         state,
         body_hash=body_hash,
@@ -182,10 +184,11 @@ def _oldest_first(entries: tuple[Article, ...]) -> list[Article]:
 
 
 def _within_backfill(article: Article, backfill: timedelta, now: datetime) -> bool:
+    # A date in the future is a publisher's mistake, not a reason to alert on the baseline.
     return (
         bool(backfill)
         and article.published_at is not None
-        and article.published_at >= now - backfill
+        and now - backfill <= article.published_at <= now + CLOCK_SKEW
     )
 
 

@@ -19,6 +19,7 @@ from itertools import groupby
 from monitor import metrics, notify
 from monitor.config import CONSOLE, ChannelConfig, Config
 from monitor.errors import DeliveryError, StoreError
+from monitor.models import Hit
 from monitor.render import Message, Story, render
 from monitor.schedule import digest_trigger, last_fire_before
 from monitor.store import AlertRow, Store, iso, parse_time
@@ -238,7 +239,7 @@ class _ChannelRound:
         ):
             alerts = list(group)
             stored = self.store.article(alerts[0].article_id)
-            hits = alerts[0].hits
+            hits = _merged_hits(alerts)
             if stored is None:  # the article was pruned; the alert still names its title
                 stories.append(
                     Story(
@@ -253,7 +254,9 @@ class _ChannelRound:
                 )
                 continue
             article = stored.article
-            field = hits[0].field if hits else "text"
+            # The snippet shows the text around the words every rule matched there (the title is
+            # shown anyway); a story matched in its title alone gets its title as snippet.
+            field = "text" if any(h.field == "text" for h in hits) or not hits else hits[0].field
             snippet_text = article.title if field == "title" else article.text
             stories.append(
                 Story(
@@ -277,6 +280,16 @@ class _ChannelRound:
             title_template=self.channel.title_template,
             body_template=self.channel.body_template,
         )
+
+
+def _merged_hits(alerts: Sequence[AlertRow]) -> tuple[Hit, ...]:
+    """Every rule's hits for one story, in text order, without overlaps."""
+    merged: list[Hit] = []
+    for hit in sorted({h for a in alerts for h in a.hits}, key=lambda h: (h.field, h.start, -h.end)):
+        if merged and merged[-1].field == hit.field and hit.start < merged[-1].end:
+            continue
+        merged.append(hit)
+    return tuple(merged)
 
 
 def _unique(names: Sequence[str] | object) -> tuple[str, ...]:

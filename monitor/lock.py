@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import IO
 
-from monitor.errors import LockedError
+from monitor.errors import LockedError, StoreError
 
 
 class InstanceLock:
@@ -18,8 +18,15 @@ class InstanceLock:
         self._file: IO[str] | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the lock file {self.path} beside the database "
+                f"({exc.strerror or exc})",
+                hint="check [monitor] database: its folder must exist or be creatable, and writable",
+            ) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -21,7 +21,7 @@ from selectolax.lexbor import LexborHTMLParser
 
 from monitor.errors import FeedError
 from monitor.models import Article, ParsedFeed
-from monitor.text import canonical_url, collapse, html_to_text
+from monitor.text import canonical_url, collapse, html_to_text, redact_url
 
 # Text is matched as plain text, so feedparser's HTML sanitizer and URI resolution are wasted work.
 feedparser.SANITIZE_HTML = False
@@ -35,7 +35,7 @@ def parse_feed(
 ) -> ParsedFeed:
     """Parse a feed document; raise FeedError when it is not a feed at all."""
     if not body.strip():
-        raise FeedError(f"feed {feed!r}: the server sent an empty document")
+        raise FeedError("the server sent an empty document")
     if _looks_like_json(body, headers):
         return _parse_json_feed(body, feed=feed, url=url, max_entries=max_entries)
     body, repaired = _repair_utf8(body, headers)
@@ -49,9 +49,9 @@ def parse_feed(
         if _looks_like_html(body):
             alternate = _alternate_feed_url(body, url)
             hint = f"the page links to the feed {alternate}; use that URL" if alternate else None
-            raise FeedError(f"feed {feed!r}: {url} is an HTML page, not a feed", hint)
+            raise FeedError(f"{redact_url(url)} is an HTML page, not a feed", hint)
         reason = str(parsed.get("bozo_exception") or "no feed elements found")
-        raise FeedError(f"feed {feed!r}: the document is not a readable feed ({reason})")
+        raise FeedError(f"the document is not a readable feed ({reason})")
     if parsed.get("bozo"):
         warnings.append(
             f"the document is not well-formed ({parsed.get('bozo_exception')}); "
@@ -200,9 +200,9 @@ def _parse_json_feed(body: bytes, *, feed: str, url: str, max_entries: int) -> P
     try:
         document = json.loads(body.decode("utf-8-sig", errors="replace"))
     except ValueError as exc:
-        raise FeedError(f"feed {feed!r}: the JSON document is not valid JSON ({exc})") from None
+        raise FeedError(f"the JSON document is not valid JSON ({exc})") from None
     if not isinstance(document, dict) or not isinstance(document.get("items"), list):
-        raise FeedError(f"feed {feed!r}: the JSON document is not a JSON Feed (no items list)")
+        raise FeedError("the JSON document is not a JSON Feed (no items list)")
     items = [i for i in document["items"] if isinstance(i, dict)]
     articles = _dedupe_keys([_json_article(i, feed, url) for i in items[:max_entries]])
     return ParsedFeed(

@@ -15,6 +15,8 @@ Grammar, loosest first (operators are uppercase only; `and`, `or`, `not`, `near`
 
 from __future__ import annotations
 
+import difflib
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
@@ -176,6 +178,11 @@ def _lex_run(query: str, i: int, tokens: list[_Tok]) -> int:
             _fail(f"the field prefix '{head}:' has nothing after it", query, i)
         tokens.append(_Tok("FIELD", head.lower(), i + 1))
         return i + len(head) + 1  # the rest is lexed as a fresh term (may be -x, /re/, "..")
+    if colon and _ and (close := difflib.get_close_matches(head.lower(), FIELDS, n=1, cutoff=0.7)):
+        # `titel:truce` would otherwise be a word that never occurs: a silent dead rule.
+        _fail(f"unknown field '{head}:' (did you mean '{close[0]}:'?); fields are "
+              f"{', '.join(f + ':' for f in FIELDS)}; quote the term to search for a colon",
+              query, i)
     if run in _OPERATORS:
         tokens.append(_Tok(run, run, i + 1))
     elif run == "NEAR" or run.startswith("NEAR/"):

@@ -103,6 +103,8 @@ def parse_quiet_hours(spec: str) -> QuietHours:
     match = _QUIET.fullmatch(spec) if isinstance(spec, str) else None
     if not match:
         raise ValueError(f'{spec!r} is not a quiet-hours window; write "HH:MM-HH:MM"')
+    if match.group(1, 2) == match.group(3, 4):
+        raise ValueError(f"{spec!r} is an empty quiet-hours window; start and end must differ")
     return QuietHours(
         start=time(int(match[1]), int(match[2])), end=time(int(match[3]), int(match[4]))
     )

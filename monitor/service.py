@@ -218,8 +218,8 @@ class Daemon:
         try:
             config = load_checked(self.config_path)
         except ConfigError as exc:
-            for problem in exc.problems:
-                log.error("reload refused: %s", problem)
+            for problem in exc.problems:  # one event per line: the caret drawing stays out
+                log.error("reload refused: %s", problem.splitlines()[0])
             log.error("the new config is invalid; the old one stays in force")
         else:
             if config.settings.listen != self.config.settings.listen:

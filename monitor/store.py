@@ -444,22 +444,18 @@ class Store:
                 [iso(until), *ids],
             )
 
-    def retry(self, ids: Sequence[int] | None, now: datetime) -> int:
-        """Bring failed alerts back to the queue (all failed ones when ids is None)."""
+    def retry(self, ids: Sequence[int] | None, now: datetime) -> dict[int, str]:
+        """Bring failed alerts back to the queue (every failed one when ids is None). Returns
+        each given (or retried) id's status before the call; unknown ids are left out."""
         with self.transaction() as db:
-            if ids is None:
-                cursor = db.execute(
-                    "UPDATE alerts SET status = 'queued', created_at = ?,"
-                    " next_attempt_at = ? WHERE status = 'failed'",
-                    [iso(now), iso(now)],
-                )
-            else:
-                cursor = db.execute(
-                    "UPDATE alerts SET status = 'queued', created_at = ?, next_attempt_at = ?"
-                    f" WHERE status IN ('failed', 'queued', 'held') AND id IN ({_marks(ids)})",
-                    [iso(now), iso(now), *ids],
-                )
-            return int(cursor.rowcount)
+            where = "status = 'failed'" if ids is None else f"id IN ({_marks(ids)})"
+            before = {r[0]: r[1] for r in db.execute(
+                f"SELECT id, status FROM alerts WHERE {where}", list(ids or []))}
+            failed = [i for i, status in before.items() if status == "failed"]
+            if failed:
+                db.execute("UPDATE alerts SET status = 'queued', created_at = ?, next_attempt_at = ?"
+                           f" WHERE id IN ({_marks(failed)})", [iso(now), iso(now), *failed])
+            return before
 
     def matched_stories(self, *, rule: str | None, since: datetime) -> list[dict[str, Any]]:
         """Stories with at least one alert since a time: rules, and every feed that ran them."""

@@ -111,3 +111,22 @@ def canonical_url(url: str) -> str | None:
 def is_web_link(url: str | None) -> bool:
     """True for an http(s) URL: the only links made clickable in messages."""
     return bool(url) and canonical_url(url or "") is not None
+
+
+# Query parameters whose values are credentials in feed URLs (private feeds carry them).
+_SECRET_PARAM = re.compile(r"token|key|secret|pass|auth|sig|session|api|access|hash", re.I)
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password and credential-looking query values replaced by ***, for
+    showing a feed URL (which may carry a token) in status output and logs."""
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError):
+        return "***"
+    if parsed.password:
+        parsed = parsed.with_password("***")
+    if parsed.query:
+        parsed = parsed.with_query([(k, "***" if _SECRET_PARAM.search(k) else v)
+                                    for k, v in parsed.query.items()])
+    return str(parsed)

@@ -167,7 +167,7 @@ def test_give_up_after_marks_failed_and_retry_requeues(world_for, webhook: Webho
     world.deliver(at(10, 0, day=29) + timedelta(minutes=5))  # more than 72 h later
     assert world.statuses() == ["failed"]
     webhook.fail_with(None)
-    assert world.store.retry(None, at(10, 10, day=29)) == 1
+    assert list(world.store.retry(None, at(10, 10, day=29)).values()) == ["failed"]
     world.deliver(at(12, 0, day=29))
     assert len(webhook.wait_for(1)) == 1
     assert world.statuses() == ["sent"]

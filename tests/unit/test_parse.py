@@ -116,7 +116,7 @@ def test_malformed_documents_never_raise_anything_but_feed_error(row: dict[str, 
     try:
         feed = parse(body, http_headers(row))
     except FeedError as exc:
-        assert exc.message.startswith("feed 'world': ")
+        assert exc.message and "'world'" not in exc.message  # the caller names the feed
         assert not (row["expected"].startswith("PARSE") and observed and int(observed[1])), \
             f"the source project expects entries here: {exc.message}"
         return
@@ -145,7 +145,7 @@ def test_documents_that_are_not_feeds_say_why(body: bytes, reason: str) -> None:
     with pytest.raises(FeedError) as caught:
         parse(body)
     assert reason in caught.value.message
-    assert caught.value.message.startswith("feed 'world': ")
+    assert "'world'" not in caught.value.message  # the caller names the feed
 
 
 @pytest.mark.parametrize(("name", "expected"), [
