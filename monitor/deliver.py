@@ -22,7 +22,7 @@ from monitor.errors import DeliveryError, StoreError
 from monitor.models import Hit
 from monitor.render import Message, Story, render
 from monitor.schedule import digest_trigger, last_fire_before
-from monitor.store import AlertRow, Store, iso, parse_time
+from monitor.store import AlertRow, Store, parse_time, stamp
 
 log = logging.getLogger("monitor.deliver")
 
@@ -158,7 +158,7 @@ class _ChannelRound:
         limit = self.channel.max_per_hour
         if not limit:
             return False
-        hour = iso(now.replace(minute=0, second=0, microsecond=0))
+        hour = stamp(now.replace(minute=0, second=0, microsecond=0))
         if self.state.get("hour_start") != hour:
             self.state = {**self.state, "hour_start": hour, "hour_sent": 0}
         return int(self.state["hour_sent"]) >= limit
@@ -187,7 +187,7 @@ class _ChannelRound:
             "failures": 0,
             "next_attempt_at": None,
             "last_error": None,
-            "last_ok_at": iso(now),
+            "last_ok_at": stamp(now),
             "failing_since": None,
         }
         self.store.save_channel_state(self.state)
@@ -215,9 +215,9 @@ class _ChannelRound:
         self.state = {
             **self.state,
             "failures": failures,
-            "next_attempt_at": iso(now + wait),
+            "next_attempt_at": stamp(now + wait),
             "last_error": exc.message,
-            "failing_since": self.state.get("failing_since") or iso(now),
+            "failing_since": self.state.get("failing_since") or stamp(now),
         }
         self.store.save_channel_state(self.state)
         if failures == OPS_AFTER_FAILURES:

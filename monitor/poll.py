@@ -28,6 +28,8 @@ log = logging.getLogger("monitor.poll")
 
 Clock = Callable[[], datetime]
 PASS_SIZE = 64  # feeds fetched concurrently and stored together
+SPREAD_ABOVE = 10  # more overdue feeds than this at start-up are spread over ...
+SPREAD_WINDOW = timedelta(minutes=1)  # ... this window
 
 
 def utcnow() -> datetime:
@@ -231,15 +233,15 @@ def prune(config: Config, store: Store, now: datetime) -> None:
 
 
 def spread_overdue(store: Store, config: Config, now: datetime) -> None:
-    """At daemon start, overdue feeds are spread over a short window instead of all at once."""
-    overdue = [
-        s
-        for s in store.feed_states().values()
-        if s.next_poll_at and s.next_poll_at < now and s.state != "gone"
-    ]
-    window = (
-        min(timedelta(minutes=5), config.settings.interval) if len(overdue) > 10 else timedelta(0)
+    """At daemon start, feeds that became overdue while it was down are spread over a short
+    window instead of all fetched at once. New feeds (never polled) are not delayed."""
+    overdue = sorted(
+        (s for s in store.feed_states().values()
+         if s.last_polled_at and s.next_poll_at and s.next_poll_at < now and s.state != "gone"),
+        key=lambda s: s.next_poll_at or now,
     )
-    for index, state in enumerate(sorted(overdue, key=lambda s: s.next_poll_at or now)):
-        offset = window * index / max(1, len(overdue))
-        store.save_feed_state(replace(state, next_poll_at=now + offset))
+    if len(overdue) <= SPREAD_ABOVE:
+        return
+    window = min(SPREAD_WINDOW, config.settings.interval)
+    for index, state in enumerate(overdue):
+        store.save_feed_state(replace(state, next_poll_at=now + window * index / len(overdue)))

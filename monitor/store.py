@@ -68,6 +68,16 @@ def iso(moment: datetime | None) -> str | None:
     )
 
 
+def stamp(moment: datetime | None) -> str | None:
+    """Times as stored: milliseconds, so a next-poll time is never rounded earlier, and one
+    fixed width, so SQL compares them as text correctly."""
+    return (
+        moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        if moment
+        else None
+    )
+
+
 def parse_time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
@@ -186,7 +196,7 @@ class Store:
             known = {r["name"]: r["url"] for r in db.query("SELECT name, url FROM feeds")}
             for name, url in configured.items():
                 if name not in known:
-                    db.table("feeds").insert({"name": name, "url": url, "next_poll_at": iso(now)})
+                    db.table("feeds").insert({"name": name, "url": url, "next_poll_at": stamp(now)})
                     changed.append(name)
                 elif known[name] != url:
                     db.execute(
@@ -194,7 +204,7 @@ class Store:
                         " redirect_seen = 0, etag = NULL, last_modified = NULL, body_hash = NULL,"
                         " baseline_at = NULL, state = 'new', failures = 0, last_error = NULL,"
                         " retry_after_until = NULL, next_poll_at = ? WHERE name = ?",
-                        [url, iso(now), name],
+                        [url, stamp(now), name],
                     )
                     changed.append(name)
         return changed
@@ -227,11 +237,11 @@ class Store:
         self, db: sqlite_utils.Database, plan: FeedPlan, now: datetime, batch: int
     ) -> int:
         state = plan.state
-        row = {k: (iso(v) if k in _TIME_FIELDS else v) for k, v in asdict(state).items()}
+        row = {k: (stamp(v) if k in _TIME_FIELDS else v) for k, v in asdict(state).items()}
         if plan.document_changed:
-            row["content_seen_at"] = iso(now)
+            row["content_seen_at"] = stamp(now)
         db.table("feeds").upsert(row, pk="name")
-        stamp = iso(now)
+        seen_at = stamp(now)
         ids: dict[str, int] = {}
         for new in plan.new_articles:
             a = new.article
@@ -248,9 +258,9 @@ class Store:
                     a.text,
                     a.author,
                     json.dumps(list(a.categories), ensure_ascii=False),
-                    iso(a.published_at),
-                    stamp,
-                    stamp,
+                    stamp(a.published_at),
+                    seen_at,
+                    seen_at,
                 ],
             )
             ids[a.key] = cursor.lastrowid or 0
@@ -261,7 +271,7 @@ class Store:
                 db.execute(
                     f"UPDATE articles SET last_seen_at = ? WHERE feed = ? AND key IN"
                     f" ({_marks(chunk)})",
-                    [stamp, state.name, *chunk],
+                    [seen_at, state.name, *chunk],
                 )
         created = 0
         for alert in plan.alerts:
@@ -274,8 +284,8 @@ class Store:
                     alert.rule,
                     alert.channel,
                     batch,
-                    stamp,
-                    stamp,
+                    seen_at,
+                    seen_at,
                     json.dumps([asdict(h) for h in alert.hits], ensure_ascii=False),
                 ],
             )
@@ -285,7 +295,7 @@ class Store:
     def save_feed_state(self, state: FeedState) -> None:
         with self.transaction() as db:
             db.table("feeds").upsert(
-                {k: (iso(v) if k in _TIME_FIELDS else v) for k, v in asdict(state).items()},
+                {k: (stamp(v) if k in _TIME_FIELDS else v) for k, v in asdict(state).items()},
                 pk="name",
             )
 
@@ -301,7 +311,7 @@ class Store:
         self, since: datetime, feed: str | None = None, limit: int | None = None
     ) -> Iterator[StoredArticle]:
         sql = "SELECT * FROM articles WHERE first_seen_at >= ? AND text IS NOT NULL"
-        params: list[Any] = [iso(since)]
+        params: list[Any] = [stamp(since)]
         if feed:
             sql += " AND feed = ?"
             params.append(feed)
@@ -337,13 +347,13 @@ class Store:
         with self.transaction() as db:
             db.execute(
                 "UPDATE articles SET text = NULL WHERE first_seen_at < ? AND text IS NOT NULL",
-                [iso(keep_text_before)],
+                [stamp(keep_text_before)],
             )
             db.execute(
                 "DELETE FROM articles WHERE last_seen_at < ? AND last_seen_at < COALESCE("
                 "(SELECT content_seen_at FROM feeds WHERE feeds.name = articles.feed), '')"
                 " AND id NOT IN (SELECT article_id FROM alerts WHERE status IN ('queued', 'held'))",
-                [iso(forget_before)],
+                [stamp(forget_before)],
             )
 
     # -- alerts --------------------------------------------------------------------------------
@@ -414,7 +424,7 @@ class Store:
             db.execute(
                 "UPDATE alerts SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
                 f" last_error = NULL, claimed_by = NULL WHERE id IN ({_marks(ids)})",
-                [iso(now), *ids],
+                [stamp(now), *ids],
             )
 
     def mark_attempt_failed(
@@ -431,7 +441,7 @@ class Store:
             )
             cursor = db.execute(
                 f"UPDATE alerts SET status = 'failed' WHERE id IN ({marks}) AND created_at < ?",
-                [*ids, iso(give_up_before)],
+                [*ids, stamp(give_up_before)],
             )
             return int(cursor.rowcount)
 
@@ -441,7 +451,7 @@ class Store:
             db.execute(
                 "UPDATE alerts SET status = 'held', next_attempt_at = ?"
                 f" WHERE id IN ({_marks(ids)})",
-                [iso(until), *ids],
+                [stamp(until), *ids],
             )
 
     def retry(self, ids: Sequence[int] | None, now: datetime) -> dict[int, str]:
@@ -454,7 +464,7 @@ class Store:
             failed = [i for i, status in before.items() if status == "failed"]
             if failed:
                 db.execute("UPDATE alerts SET status = 'queued', created_at = ?, next_attempt_at = ?"
-                           f" WHERE id IN ({_marks(failed)})", [iso(now), iso(now), *failed])
+                           f" WHERE id IN ({_marks(failed)})", [stamp(now), stamp(now), *failed])
             return before
 
     def matched_stories(self, *, rule: str | None, since: datetime) -> list[dict[str, Any]]:
@@ -463,7 +473,7 @@ class Store:
             "SELECT story, MIN(created_at) AS first_seen_at, json_group_array(DISTINCT rule)"
             " AS rules FROM alerts WHERE created_at >= ?"
         )
-        params: list[Any] = [iso(since)]
+        params: list[Any] = [stamp(since)]
         if rule:
             sql += " AND story IN (SELECT story FROM alerts WHERE rule = ?)"
             params.append(rule)
@@ -476,7 +486,7 @@ class Store:
             stories.append(
                 {
                     "story": row["story"],
-                    "first_seen_at": row["first_seen_at"],
+                    "first_seen_at": iso(parse_time(row["first_seen_at"])),
                     "title": sources[0]["title"] if sources else "",
                     "link": sources[0]["link"] if sources else None,
                     "rules": sorted(json.loads(row["rules"])),

@@ -240,3 +240,78 @@ def test_listen_serves_healthz_and_metrics(daemon_setup, running) -> None:
     assert 'monitor_alerts_pending{channel="hook"} 0.0' in text
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=10) == 0
+
+
+def test_restart_does_not_refetch_and_a_feed_added_by_reload_is_polled_promptly(
+        daemon_setup, feed_server: FeedServer, running) -> None:
+    files, sections, cli = daemon_setup
+    sections["monitor"]["interval"] = "1h"
+    write_config(cli.config, **sections)
+    assert cli("run", "--once").returncode == 0
+    polled = len(feed_server.requests)
+
+    daemon = cli.popen("run")
+    running.append(daemon)
+    time.sleep(3)
+    assert len(feed_server.requests) == polled  # polled minutes ago: not due for an hour
+
+    feed_server.put("/added.xml", files[0].read_bytes())
+    sections["feeds"]["added"] = {"url": feed_server.url("/added.xml")}
+    write_config(cli.config, **sections)
+    daemon.send_signal(signal.SIGHUP)
+    wait_until(lambda: len(feed_server.requests_for("/added.xml")) == 1, timeout=10,
+               what="the added feed's first poll")
+    assert len(feed_server.requests) == polled + 1
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=10) == 0
+
+
+def test_no_feed_is_polled_more_often_than_its_interval(feed_server: FeedServer, make_cli,
+                                                         running) -> None:
+    document = rss_feeds(1)[0].read_bytes()
+    feeds = {}
+    for index in range(20):
+        feed_server.put(f"/many{index}.xml", document)
+        feeds[f"many{index}"] = {"url": feed_server.url(f"/many{index}.xml"),
+                                 "interval": "2s" if index % 2 else "3s"}
+    cli = make_cli(feeds=feeds, rules={"r": {"query": "ceasefire", "channels": ["console"]}})
+    daemon = cli.popen("run")
+    running.append(daemon)
+    time.sleep(12)
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=10) == 0
+    for index in range(20):
+        times = [r.at for r in feed_server.requests_for(f"/many{index}.xml")]
+        interval = 2.0 if index % 2 else 3.0
+        assert len(times) >= 2, index  # it keeps polling
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        assert min(gaps) >= interval - 0.05, (index, gaps)
+
+
+def test_repeated_sigkill_keeps_the_database_whole_and_every_alert_arrives(
+        daemon_setup, feed_server: FeedServer, webhook: WebhookSink, running) -> None:
+    files, _, cli = daemon_setup
+    assert cli("run", "--once").returncode == 0
+    published: list[Item] = []
+    kills = 0
+    webhook.delay = 0.2
+    for round_ in range(5):
+        published += [story(100 + round_ * 10 + n) for n in range(4)]
+        feed_server.put(f"/feed{round_ % 2}.xml",
+                        with_items(files[round_ % 2].read_bytes(), published[-4:]))
+        daemon = cli.popen("run")
+        running.append(daemon)
+        time.sleep(1.0 + 0.37 * round_)  # land the kill at a different moment each round
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait(timeout=10)
+        kills += 1
+    webhook.delay = 0.0
+    result = cli("run", "--once")
+    assert result.returncode == 0, result.stderr
+
+    titles = [p["title"] for p in webhook.posts]
+    assert {s.title for s in published} <= set(titles)  # nothing lost
+    assert len(titles) - len(set(titles)) <= kills  # at most one repeat per kill
+    with sqlite3.connect(cli.config.parent / "monitor.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert {r[0] for r in conn.execute("SELECT status FROM alerts")} == {"sent"}
