@@ -19,8 +19,8 @@ from monitor import __version__
 from monitor.config import CONSOLE, Config, config_path
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError, DeliveryError, MonitorError, QueryError
-from monitor.text import redact_url
 from monitor.store import AlertRow, Store, iso
+from monitor.text import redact_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -180,7 +180,8 @@ def _new_document(
 def _oldest_first(entries: tuple[Article, ...]) -> list[Article]:
     """Alerts go out in the order stories were published; feeds list the newest first."""
     undated = datetime.max.replace(tzinfo=UTC)
-    return sorted(reversed(entries), key=lambda a: a.published_at or undated)
+    # reversed() matters: undated entries keep the feed's order, oldest first.
+    return sorted(reversed(entries), key=lambda a: a.published_at or undated)  # noqa: C414
 
 
 def _within_backfill(article: Article, backfill: timedelta, now: datetime) -> bool:

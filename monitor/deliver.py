@@ -125,9 +125,9 @@ class _ChannelRound:
                 self.store.hold(waiting, self.channel.quiet_hours.end_after(local).astimezone(UTC))
             return
         held = [a for a in pending if a.status == "held"]
-        if held and min(a.next_attempt_at or now for a in held) <= now:
-            if not self._send(held, summary=True):
-                return
+        release = held and min(a.next_attempt_at or now for a in held) <= now
+        if release and not self._send(held, summary=True):
+            return
         queued = [a for a in pending if a.status == "queued"]
         if self.channel.digest:
             self._digest(queued, now)

@@ -250,7 +250,7 @@ class Fetcher:
             if self._tasks:
                 await asyncio.wait(self._tasks)
             results: list[FetchResult] = []
-            for req, task in zip(requests, self._tasks):
+            for req, task in zip(requests, self._tasks, strict=True):
                 if task.cancelled():
                     results.append(_cancelled(req))
                 else:

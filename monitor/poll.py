@@ -18,7 +18,7 @@ from monitor.config import CONSOLE, Config, FeedConfig
 from monitor.decide import Policy, decide_feed, health_change
 from monitor.deliver import tell_ops
 from monitor.errors import FeedError
-from monitor.fetch import FetchLimits, FetchRequest, FetchResult, Fetcher
+from monitor.fetch import Fetcher, FetchLimits, FetchRequest, FetchResult
 from monitor.models import Article, FeedPlan, FeedState, ParsedFeed, RuleMatch
 from monitor.parse import parse_feed
 from monitor.rules import FeedInfo, RuleSet, RuleSpec

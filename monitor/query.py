@@ -16,7 +16,6 @@ Grammar, loosest first (operators are uppercase only; `and`, `or`, `not`, `near`
 from __future__ import annotations
 
 import difflib
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn

@@ -84,9 +84,7 @@ def html_to_text(fragment: str) -> str:
 # Query parameters that only track the reader; dropped so one story has one link.
 # Kept in one place, documented in README ("Story identity").
 TRACKER_PARAMS = frozenset(
-    "fbclid gclid dclid gbraid wbraid msclkid yclid twclid igshid mc_cid mc_eid ocid cmpid cmp "
-    "smid xtor ito ns_mchannel ns_source ns_campaign ns_linkname _ga _gl guccounter ref_src "
-    "ref_url emc partner ncid spm wt_mc iid".split()
+    ["fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "twclid", "igshid", "mc_cid", "mc_eid", "ocid", "cmpid", "cmp", "smid", "xtor", "ito", "ns_mchannel", "ns_source", "ns_campaign", "ns_linkname", "_ga", "_gl", "guccounter", "ref_src", "ref_url", "emc", "partner", "ncid", "spm", "wt_mc", "iid"]
 )
 TRACKER_PREFIXES = ("utm_", "at_", "mtm_", "pk_", "hmb_", "__hs", "vero_", "oly_")
 

@@ -13,6 +13,7 @@ Every request is recorded. Usable as a context manager or with start()/stop().
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import hashlib
 import http
@@ -426,10 +427,8 @@ class FeedServer:
             connections = list(self._connections)
             self._connections.clear()
         for conn in connections:  # idle keep-alive connections
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if self._thread is not None:
             self._thread.join(5)
 

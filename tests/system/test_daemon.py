@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -39,12 +40,12 @@ def daemon_setup(feed_server: FeedServer, webhook: WebhookSink, make_cli):  # ty
     files = rss_feeds(2)
     for index, file in enumerate(files):
         feed_server.put(f"/feed{index}.xml", file.read_bytes())
-    sections = dict(
-        monitor={"interval": "1s"},
-        feeds={f"feed{i}": {"url": feed_server.url(f"/feed{i}.xml")} for i in range(len(files))},
-        channels={"hook": {"url": webhook.json_url()}},
-        rules={"ceasefire": {"query": "ceasefire", "channels": ["hook"]}},
-    )
+    sections = {
+        "monitor": {"interval": "1s"},
+        "feeds": {f"feed{i}": {"url": feed_server.url(f"/feed{i}.xml")} for i in range(len(files))},
+        "channels": {"hook": {"url": webhook.json_url()}},
+        "rules": {"ceasefire": {"query": "ceasefire", "channels": ["hook"]}},
+    }
     return files, sections, make_cli(**sections)
 
 
@@ -284,7 +285,7 @@ def test_no_feed_is_polled_more_often_than_its_interval(feed_server: FeedServer,
         times = [r.at for r in feed_server.requests_for(f"/many{index}.xml")]
         interval = 2.0 if index % 2 else 3.0
         assert len(times) >= 2, index  # it keeps polling
-        gaps = [b - a for a, b in zip(times, times[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         assert min(gaps) >= interval - 0.05, (index, gaps)
 
 
