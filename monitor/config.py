@@ -20,6 +20,7 @@ from monitor import PROJECT_URL, __version__
 from monitor.analyze import known_language
 from monitor.durations import parse_duration, parse_size
 from monitor.errors import ConfigError, QueryError
+from monitor.render import template_problems
 from monitor.rules import parse as parse_query
 from monitor.schedule import QuietHours, digest_trigger, parse_quiet_hours
 
@@ -146,7 +147,6 @@ _CHANNEL_KEYS = {
     "body_template",
 }
 _RULE_KEYS = {"query", "channels", "feeds", "language", "exclude", "enabled"}
-_TEMPLATE_FIELDS = {"title", "link", "feed", "published", "rules", "snippet"}
 
 
 class _Problems:
@@ -369,22 +369,6 @@ def _channel(
         max_per_hour=per_hour,
         **templates,
     )
-
-
-def template_problems(template: str) -> list[str]:
-    """Unknown or malformed ${placeholders}; templates are string.Template, never str.format."""
-    from string import Template
-
-    problems = []
-    if not Template(template).is_valid():
-        problems.append("malformed placeholder; write ${name} (and $$ for a dollar sign)")
-    for name in Template(template).get_identifiers():
-        if name not in _TEMPLATE_FIELDS:
-            problems.append(
-                f"unknown placeholder ${{{name}}}; use one of "
-                + ", ".join(f"${{{n}}}" for n in sorted(_TEMPLATE_FIELDS))
-            )
-    return problems
 
 
 def _rule(name: str, table: Mapping[str, Any], ctx: _Context) -> RuleConfig | None:

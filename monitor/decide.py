@@ -149,8 +149,11 @@ def _new_document(
             for m in matches
             for channel in routes[m.rule]
         )
-    if parsed.skipped:
-        log.append(f"{parsed.skipped} entries beyond max_entries were ignored")
+    skipped = [k for k in parsed.skipped_keys if k not in known_keys]
+    if parsed.skipped_keys:
+        log.append(f"{len(parsed.skipped_keys)} entries beyond max_entries were ignored")
+    fresh.extend(NewArticle(article=Article(feed=state.name, key=key, title="", link=None, text=""),
+                            story=f"skipped:{state.name}:{key}") for key in skipped)
     if baseline:
         log.append(
             f"first poll: {len(fresh)} entries recorded as the baseline"
@@ -169,7 +172,7 @@ def _new_document(
     return FeedPlan(
         state=state,
         new_articles=tuple(fresh),
-        seen_keys=tuple(a.key for a in parsed.entries),
+        seen_keys=tuple(a.key for a in parsed.entries) + parsed.skipped_keys,
         document_changed=True,
         alerts=tuple(alerts),
         log=tuple(log),

@@ -8,8 +8,8 @@ channel accepted it, so a kill repeats at most one message. A failing channel ba
 from __future__ import annotations
 
 import logging
-import os
 import random
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -51,6 +51,8 @@ class Options:
     # The daemon sends for at most this long per round, so ticks stay short and the watchdog
     # sees progress; the rest goes out next round. None (`run --once`): drain everything.
     budget: timedelta | None = None
+    # Set by SIGTERM: no new message is started (the one in flight finishes or is cut off).
+    stop: threading.Event | None = None
 
 
 def console_channel() -> ChannelConfig:
@@ -119,28 +121,33 @@ class _ChannelRound:
             return
         pending = self.store.alerts(pending_for=self.channel.name)
         if self.channel.quiet_hours and self._in_quiet_hours(now):
+            if self.channel.digest:
+                return  # a digest waits for the end of the window; its schedule stays in charge
             waiting = [a.id for a in pending if a.status == "queued"]
             if waiting:
                 local = now.astimezone(self.channel.timezone)
                 self.store.hold(waiting, self.channel.quiet_hours.end_after(local).astimezone(UTC))
             return
-        held = [a for a in pending if a.status == "held"]
-        release = held and min(a.next_attempt_at or now for a in held) <= now
-        if release and not self._send(held, summary=True):
+        # Held rows whose release time has come go out together, as one message.
+        released = [a for a in pending if a.status == "held" and (a.next_attempt_at or now) <= now]
+        if released and not self._send(released, summary=True):
             return
         queued = [a for a in pending if a.status == "queued"]
         if self.channel.digest:
             self._digest(queued, now)
             return
-        for _, rows in groupby(queued, key=lambda a: (a.batch, a.story)):
-            if self.deadline and self.now() >= self.deadline:
+        for group in _messages(queued):
+            if self._should_stop():
                 return
-            group = list(rows)
             if self._over_rate_limit(self.now()):
                 self.store.hold([a.id for a in group], _next_hour(self.now()))
                 continue
             if not self._send(group, summary=False):
                 return
+
+    def _should_stop(self) -> bool:
+        stopping = self.options.stop is not None and self.options.stop.is_set()
+        return stopping or bool(self.deadline and self.now() >= self.deadline)
 
     def _in_quiet_hours(self, now: datetime) -> bool:
         quiet = self.channel.quiet_hours
@@ -165,9 +172,10 @@ class _ChannelRound:
 
     def _send(self, rows: Sequence[AlertRow], *, summary: bool) -> bool:
         """Send one message for rows; True when the channel accepted it."""
+        if self.options.stop is not None and self.options.stop.is_set():
+            return False
         ids = [a.id for a in rows]
         message = self._message(rows, summary=summary)
-        self.store.claim(ids, owner=f"pid:{os.getpid()}")
         try:
             notify.send(self.channel.url, message)
         except DeliveryError as exc:
@@ -280,6 +288,15 @@ class _ChannelRound:
             title_template=self.channel.title_template,
             body_template=self.channel.body_template,
         )
+
+
+def _messages(queued: Sequence[AlertRow]) -> list[list[AlertRow]]:
+    """Rows for one story and one channel queued in the same pass make one message, wherever
+    they sit in the queue; messages keep the order of their first row."""
+    groups: dict[tuple[int, str], list[AlertRow]] = {}
+    for row in queued:
+        groups.setdefault((row.batch, row.story), []).append(row)
+    return list(groups.values())
 
 
 def _merged_hits(alerts: Sequence[AlertRow]) -> tuple[Hit, ...]:

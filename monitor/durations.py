@@ -32,17 +32,3 @@ def parse_size(text: str) -> int:
     if not match:
         raise ValueError(f"{text!r} is not a size; write <integer><unit> with unit B, KiB or MiB")
     return int(match.group(1)) * _UNIT_BYTES[match.group(2)]
-
-
-def format_duration(delta: timedelta) -> str:
-    """The shortest `1h30m` style spelling (seconds precision)."""
-    seconds = int(delta.total_seconds())
-    if seconds <= 0:
-        return "0s"
-    parts = []
-    for unit in ("d", "h", "m", "s"):
-        size = _UNIT_SECONDS[unit]
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return "".join(parts)

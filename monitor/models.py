@@ -43,7 +43,9 @@ class ParsedFeed:
     language: str | None = None
     ttl_minutes: int | None = None  # RSS <ttl>, a server hint that may lengthen the interval
     warnings: tuple[str, ...] = ()
-    skipped: int = 0  # entries beyond max_entries, ignored
+    # Entries beyond max_entries: never processed, but remembered as seen so they can never
+    # alert later (when the feed shrinks or reorders).
+    skipped_keys: tuple[str, ...] = ()
     # The document is an HTML page rather than a feed; the feed URL it links to, if any.
     html_page: bool = False
     alternate_url: str | None = None

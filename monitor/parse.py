@@ -58,14 +58,14 @@ def parse_feed(
             "read what could be read"
         )
     ttl = _int_or_none(parsed.feed.get("ttl"))
-    articles = _dedupe_keys([_article(e, feed, url) for e in entries[:max_entries]])
+    articles = _dedupe_keys([_article(e, feed, url) for e in entries])
     return ParsedFeed(
         title=collapse(html_to_text(parsed.feed.get("title", ""))),
-        entries=tuple(articles),
+        entries=tuple(articles[:max_entries]),
         language=parsed.feed.get("language") or None,
         ttl_minutes=ttl,
         warnings=tuple(warnings),
-        skipped=max(0, len(entries) - max_entries),
+        skipped_keys=tuple(a.key for a in articles[max_entries:]),
     )
 
 
@@ -204,12 +204,12 @@ def _parse_json_feed(body: bytes, *, feed: str, url: str, max_entries: int) -> P
     if not isinstance(document, dict) or not isinstance(document.get("items"), list):
         raise FeedError("the JSON document is not a JSON Feed (no items list)")
     items = [i for i in document["items"] if isinstance(i, dict)]
-    articles = _dedupe_keys([_json_article(i, feed, url) for i in items[:max_entries]])
+    articles = _dedupe_keys([_json_article(i, feed, url) for i in items])
     return ParsedFeed(
         title=collapse(_str(document.get("title"))),
-        entries=tuple(articles),
+        entries=tuple(articles[:max_entries]),
         language=_str(document.get("language")) or None,
-        skipped=max(0, len(items) - max_entries),
+        skipped_keys=tuple(a.key for a in articles[max_entries:]),
     )
 
 

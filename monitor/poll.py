@@ -151,7 +151,8 @@ class Poller:
         try:
             parsed, problem, body_hash = self._parse(feed, result)
             known = (
-                self.store.known_keys(feed.name, [a.key for a in parsed.entries])
+                self.store.known_keys(
+                    feed.name, [*(a.key for a in parsed.entries), *parsed.skipped_keys])
                 if parsed
                 else set()
             )

@@ -13,6 +13,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -24,22 +25,25 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from monitor import metrics, notify
 from monitor.config import CONSOLE, Config, load_config
 from monitor.deliver import Options, deliver_all
-from monitor.errors import ConfigError, MonitorError, StoreError
+from monitor.errors import ConfigError, MonitorError
 from monitor.health import HealthServer
 from monitor.lock import InstanceLock
-from monitor.poll import Poller, prune, spread_overdue, utcnow
+from monitor.poll import PASS_SIZE, Poller, prune, spread_overdue, utcnow
 from monitor.store import Store
 
 log = logging.getLogger("monitor.service")
 
-POLL_TICK = timedelta(seconds=1)  # cheap: one indexed read when nothing is due
+POLL_TICK = timedelta(seconds=1)  # cheap: one read of the feeds table when nothing is due
 DELIVERY_TICK = timedelta(seconds=1)
 STOP_GRACE = 8.0  # seconds; SIGTERM must end the process within 10 s
 DELIVERY_BUDGET = timedelta(seconds=30)
 # Without a finished tick for this long the daemon counts as stuck: no WATCHDOG=1 (systemd
-# restarts it after WatchdogSec) and /healthz answers 503. A tick is bounded by one pass of
+# restarts it after WatchdogSec) and /healthz answers 503. A tick is bounded: one pass of at most
 # PASS_SIZE feeds (fetch timeout 60 s) or one delivery budget.
 STALL_AFTER = 240.0
+# After a failed pass (disk full, database locked) polling pauses, doubling up to the ceiling,
+# so a broken database does not make every due feed be fetched again each second.
+POLL_PAUSE_FIRST, POLL_PAUSE_MAX = 30.0, 1800.0
 
 
 def load_checked(path: Path) -> Config:
@@ -57,7 +61,6 @@ def run_once(config: Config) -> int:
     lock.acquire()
     try:
         store = open_store(config)
-        store.release_claims()
         poller = Poller(config, store)
         poller.sync()
         report = poller.poll(poller.due(force=True))
@@ -88,6 +91,7 @@ class Daemon:
         self.poller: Poller | None = None
         self.first_delivery = True
         self.last_progress = time.monotonic()
+        self.poll_pause, self.poll_paused_until = 0.0, 0.0
         self.health: HealthServer | None = None
         self.health_store: Store | None = None
         self.scheduler = BackgroundScheduler(
@@ -100,7 +104,6 @@ class Daemon:
         self.lock.acquire()
         try:
             self.store = open_store(self.config)
-            self.store.release_claims()
             self._install(self.config)
             if self.config.settings.listen:
                 # Its own read-only connection: a scrape never waits on the writer.
@@ -153,7 +156,13 @@ class Daemon:
             log.info("stopping")
             if self.poller:
                 self.poller.cancel()
-            self._shutdown_scheduler()
+            if not self._shutdown_scheduler():
+                # A send or fetch is stuck past the grace period; committed work is safe (WAL),
+                # and a message cut off now is retried at the next start (at most one per
+                # channel). Exit now: SIGTERM must end the daemon within 10 s.
+                log.warning("a job did not finish in time; exiting without waiting for it")
+                logging.shutdown()
+                os._exit(0)
             return 0
         finally:
             if self.health:
@@ -165,11 +174,12 @@ class Daemon:
             self.lock.release()
 
     def _install(self, config: Config) -> None:
+        """Put a config in force (at start, and on reload between ticks on the worker)."""
         assert self.store is not None
-        self.config = config
-        self.poller = Poller(config, self.store)
+        poller = Poller(config, self.store)
+        changed = poller.sync()  # first: if the database fails, the old config stays whole
+        self.config, self.poller = config, poller
         metrics.declare(feeds=config.feeds, rules=config.rules, channels=[CONSOLE, *config.channels])
-        changed = self.poller.sync()
         if changed:
             log.info("feeds to poll promptly: %s", ", ".join(changed))
 
@@ -194,7 +204,8 @@ class Daemon:
         self.last_progress = time.monotonic()
         metrics.record_progress(utcnow())
 
-    def _shutdown_scheduler(self) -> None:
+    def _shutdown_scheduler(self) -> bool:
+        """Stop the scheduler; False when its running job did not end within the grace."""
         done = threading.Event()
 
         def stop() -> None:
@@ -202,8 +213,7 @@ class Daemon:
             done.set()
 
         threading.Thread(target=stop, daemon=True).start()
-        if not done.wait(STOP_GRACE):
-            log.warning("a job did not finish in time; exiting anyway (committed work is safe)")
+        return done.wait(STOP_GRACE)
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping.set()
@@ -231,7 +241,8 @@ class Daemon:
                     settings=replace(config.settings, database=self.config.settings.database),
                 )
             # The swap happens on the worker thread, between ticks: one writer, no torn pass.
-            self.scheduler.add_job(self._install, args=[config], id="reload", replace_existing=True)
+            self.scheduler.add_job(self._job, args=["reload", lambda: self._install(config)],
+                                   id="reload", replace_existing=True)
             log.info(
                 "reloaded %s: %d feeds, %d rules, %d channels",
                 self.config_path,
@@ -241,60 +252,56 @@ class Daemon:
             )
         sd_notify("READY=1")
 
-    def _poll_tick(self) -> None:
-        if self.stopping.is_set() or self.poller is None:
-            return
+    def _job(self, name: str, work: Callable[[], object]) -> bool:
+        """Run one job; a failure is one log line naming the job, and the daemon carries on."""
         try:
-            states = self.poller.due(force=False)
-            if states:
-                report = self.poller.poll(states)
-                log.info(
-                    "pass done: %d feeds polled, %d failed, %d alerts queued",
-                    report.polled,
-                    report.failed,
-                    report.alerts,
-                )
-                if report.alerts:
-                    self._deliver_tick()
-            self._progress()
+            work()
         except MonitorError as exc:
-            log.error("poll: %s%s", exc.message, f" ({exc.hint})" if exc.hint else "")
+            log.error("%s: %s%s", name, exc.message, f" ({exc.hint})" if exc.hint else "")
+            return False
         except Exception as exc:
-            log.error(
-                "poll: unexpected %s: %s",
-                type(exc).__name__,
-                exc,
-                exc_info=log.isEnabledFor(logging.DEBUG),
-            )
+            log.error("%s: unexpected %s: %s", name, type(exc).__name__, exc,
+                      exc_info=log.isEnabledFor(logging.DEBUG))
+            return False
+        return True
+
+    def _poll_tick(self) -> None:
+        if self.stopping.is_set() or time.monotonic() < self.poll_paused_until:
+            return
+        if self._job("poll", self._poll_pass):
+            self.poll_pause = 0.0
+            self._progress()
+            return
+        self.poll_pause = min(POLL_PAUSE_MAX, max(POLL_PAUSE_FIRST, self.poll_pause * 2))
+        self.poll_paused_until = time.monotonic() + self.poll_pause
+        log.warning("polling paused for %d s after that failure", self.poll_pause)
+
+    def _poll_pass(self) -> None:
+        """One bounded pass per tick; feeds still due are taken by the next tick."""
+        assert self.poller is not None
+        states = self.poller.due(force=False)
+        if not states:
+            return
+        report = self.poller.poll(states[:PASS_SIZE])
+        log.info("pass done: %d feeds polled, %d failed, %d alerts queued",
+                 report.polled, report.failed, report.alerts)
+        if report.alerts:
+            self._deliver_tick()
 
     def _deliver_tick(self) -> None:
-        if self.stopping.is_set() or self.store is None:
+        store = self.store
+        if self.stopping.is_set() or store is None:
             return
-        try:
-            deliver_all(
-                self.config,
-                self.store,
-                utcnow,
-                Options(ignore_backoff=self.first_delivery, budget=DELIVERY_BUDGET),
-            )
+        options = Options(ignore_backoff=self.first_delivery, budget=DELIVERY_BUDGET,
+                          stop=self.stopping)
+        if self._job("delivery", lambda: deliver_all(self.config, store, utcnow, options)):
             self.first_delivery = False
             self._progress()
-        except StoreError as exc:
-            log.error("delivery: %s", exc.message)
-        except Exception as exc:
-            log.error(
-                "delivery: unexpected %s: %s",
-                type(exc).__name__,
-                exc,
-                exc_info=log.isEnabledFor(logging.DEBUG),
-            )
 
     def _maintain(self) -> None:
-        if self.store is not None:
-            try:
-                prune(self.config, self.store, utcnow())
-            except StoreError as exc:
-                log.error("maintenance: %s", exc.message)
+        store = self.store
+        if store is not None:
+            self._job("maintenance", lambda: prune(self.config, store, utcnow()))
 
 
 def sd_notify(state: str) -> None:

@@ -46,7 +46,7 @@ MIGRATIONS: tuple[str, ...] = (
         id INTEGER PRIMARY KEY, story TEXT NOT NULL, article_id INTEGER NOT NULL, rule TEXT NOT NULL,
         channel TEXT NOT NULL, batch INTEGER NOT NULL, status TEXT NOT NULL DEFAULT 'queued',
         attempts INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, next_attempt_at TEXT,
-        sent_at TEXT, last_error TEXT, hits TEXT NOT NULL DEFAULT '[]', claimed_by TEXT,
+        sent_at TEXT, last_error TEXT, hits TEXT NOT NULL DEFAULT '[]', first_failed_at TEXT,
         UNIQUE (story, rule, channel)
     );
     CREATE INDEX alerts_pending ON alerts (channel, status, batch);
@@ -352,7 +352,7 @@ class Store:
             db.execute(
                 "DELETE FROM articles WHERE last_seen_at < ? AND last_seen_at < COALESCE("
                 "(SELECT content_seen_at FROM feeds WHERE feeds.name = articles.feed), '')"
-                " AND id NOT IN (SELECT article_id FROM alerts WHERE status IN ('queued', 'held'))",
+                " AND id NOT IN (SELECT article_id FROM alerts WHERE status != 'sent')",
                 [stamp(forget_before)],
             )
 
@@ -406,41 +406,29 @@ class Store:
             )
         ]
 
-    def release_claims(self) -> None:
-        """No claim outlives its process: an attempt cut off by a crash is simply due again."""
-        with self.transaction() as db:
-            db.execute("UPDATE alerts SET claimed_by = NULL WHERE claimed_by IS NOT NULL")
-
-    def claim(self, ids: Sequence[int], owner: str) -> None:
-        with self.transaction() as db:
-            db.execute(
-                f"UPDATE alerts SET claimed_by = ? WHERE id IN ({_marks(ids)})",
-                [owner, *ids],
-            )
-
     def mark_sent(self, ids: Sequence[int], now: datetime) -> None:
         """Its own commit, as soon as the channel accepted the message."""
         with self.transaction() as db:
             db.execute(
                 "UPDATE alerts SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
-                f" last_error = NULL, claimed_by = NULL WHERE id IN ({_marks(ids)})",
+                f" last_error = NULL, first_failed_at = NULL WHERE id IN ({_marks(ids)})",
                 [stamp(now), *ids],
             )
 
     def mark_attempt_failed(
         self, ids: Sequence[int], error: str, now: datetime, give_up_before: datetime
     ) -> int:
-        """Record a failed attempt; rows queued before give_up_before become failed. Returns
-        how many were given up."""
+        """Record a failed attempt; rows undeliverable since before give_up_before (their
+        first failed attempt) become failed. Returns how many were given up."""
         marks = _marks(ids)
         with self.transaction() as db:
             db.execute(
-                f"UPDATE alerts SET attempts = attempts + 1, last_error = ?, claimed_by = NULL"
-                f" WHERE id IN ({marks})",
-                [error, *ids],
+                "UPDATE alerts SET attempts = attempts + 1, last_error = ?,"
+                f" first_failed_at = COALESCE(first_failed_at, ?) WHERE id IN ({marks})",
+                [error, stamp(now), *ids],
             )
             cursor = db.execute(
-                f"UPDATE alerts SET status = 'failed' WHERE id IN ({marks}) AND created_at < ?",
+                f"UPDATE alerts SET status = 'failed' WHERE id IN ({marks}) AND first_failed_at < ?",
                 [*ids, stamp(give_up_before)],
             )
             return int(cursor.rowcount)
@@ -463,8 +451,9 @@ class Store:
                 f"SELECT id, status FROM alerts WHERE {where}", list(ids or []))}
             failed = [i for i, status in before.items() if status == "failed"]
             if failed:
-                db.execute("UPDATE alerts SET status = 'queued', created_at = ?, next_attempt_at = ?"
-                           f" WHERE id IN ({_marks(failed)})", [stamp(now), stamp(now), *failed])
+                db.execute("UPDATE alerts SET status = 'queued', first_failed_at = NULL,"
+                           f" next_attempt_at = ? WHERE id IN ({_marks(failed)})",
+                           [stamp(now), *failed])
             return before
 
     def matched_stories(self, *, rule: str | None, since: datetime) -> list[dict[str, Any]]:
@@ -514,9 +503,6 @@ class Store:
             }
         )
 
-    def channel_states(self) -> dict[str, dict[str, Any]]:
-        return {r["name"]: r for r in self._rows("SELECT * FROM channels")}
-
     def save_channel_state(self, state: dict[str, Any]) -> None:
         with self.transaction() as db:
             db.table("channels").upsert(state, pk="name")
@@ -526,10 +512,6 @@ class Store:
     def get_meta(self, key: str) -> str | None:
         rows = self._rows("SELECT value FROM meta WHERE key = ?", [key])
         return rows[0]["value"] if rows else None
-
-    def set_meta(self, key: str, value: str) -> None:
-        with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
 
     def integrity_ok(self) -> bool:
         return self._rows("PRAGMA integrity_check")[0].get("integrity_check") == "ok"

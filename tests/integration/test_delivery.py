@@ -197,3 +197,82 @@ def test_ops_channel_hears_when_a_feed_keeps_failing_and_recovers(
     clock.set(at(11, 0))
     poller.poll(poller.due(force=True))
     assert "recovered" in webhook.wait_for(2)[1]["message"]
+
+
+def test_one_story_from_two_feeds_in_one_pass_is_one_message_naming_both_rules(
+        tmp_path: Path, feed_server: FeedServer, webhook: WebhookSink) -> None:
+    files = rss_feeds(2)
+    for index, file in enumerate(files):
+        feed_server.put(f"/f{index}.xml", file.read_bytes())
+    data = {
+        "monitor": {"database": str(tmp_path / "m.db")},
+        "feeds": {"a": {"url": feed_server.url("/f0.xml")}, "b": {"url": feed_server.url("/f1.xml")}},
+        "channels": {"hook": {"url": webhook.json_url()}},
+        "rules": {"truce-a": {"query": "truce", "channels": ["hook"], "feeds": ["a"]},
+                  "talks-b": {"query": "talks", "channels": ["hook"], "feeds": ["b"]}},
+    }
+    config = build_config(data, path=tmp_path / "c.toml", env=os.environ, read_secret=lambda p: "")
+    store = Store(config.settings.database)
+    clock = Clock(at(10))
+    poller = Poller(config, store, clock=clock)
+    poller.sync()
+    poller.poll(poller.due(force=True))
+    shared = Item(title="Truce talks resume in Istanbul", link="https://news.example.org/shared")
+    other = Item(title="Truce holds overnight", link="https://news.example.org/other")
+    # The story sits between other rows of the queue: feed a lists it after another story.
+    feed_server.put("/f0.xml", with_items(files[0].read_bytes(), [other, shared]))
+    feed_server.put("/f1.xml", with_items(files[1].read_bytes(), [shared]))
+    poller.poll(poller.due(force=True))
+    deliver_all(config, store, clock, Options())
+    posts = webhook.wait_for(2)
+    assert len(posts) == 2
+    by_title = {p["title"]: p["message"] for p in posts}
+    assert "truce-a" in by_title[shared.title] and "talks-b" in by_title[shared.title]
+
+
+def test_give_up_after_counts_from_the_first_failed_attempt(world_for, webhook: WebhookSink) -> None:
+    world = world_for({"digest": "weekly mon 08:00"}, at(9, 0, day=26))  # a Thursday
+    world.publish(1)
+    webhook.fail_with(500)
+    monday = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)  # 4 days after the alert was queued
+    world.deliver(monday)
+    assert webhook.refused == 1
+    assert world.statuses() == ["queued"]  # undeliverable for minutes, not 72 h
+    webhook.fail_with(None)
+    world.deliver(monday + timedelta(hours=1))
+    assert len(webhook.wait_for(1)) == 1
+
+
+def test_digest_waits_out_quiet_hours_instead_of_bypassing_its_schedule(
+        world_for, webhook: WebhookSink) -> None:
+    world = world_for({"digest": "daily 08:00", "quiet_hours": "22:00-07:00"}, at(21, 0))
+    world.publish(2)
+    world.deliver(at(23, 0))
+    world.deliver(at(7, 0, day=27))  # quiet hours over, but the digest is due at 08:00
+    assert webhook.posts == []
+    world.deliver(at(8, 0, day=27))
+    assert len(webhook.wait_for(1)) == 1
+
+
+def test_entries_beyond_max_entries_never_alert_later(tmp_path: Path, feed_server: FeedServer,
+                                                      webhook: WebhookSink) -> None:
+    items = [Item(title=f"Ceasefire update {n}", link=f"https://news.example.org/u/{n}")
+             for n in range(8)]
+    document = rss_feeds(1)[0].read_bytes()
+    start = document.index(b"<item>")
+    end = document.rindex(b"</item>") + len(b"</item>")
+    bare = document[:start] + b"<item><title>x</title></item>" + document[end:]
+    feed_server.put("/feed.xml", with_items(bare, items))
+    data = {"monitor": {"database": str(tmp_path / "m.db"), "max_entries": 3},
+            "feeds": {"wire": {"url": feed_server.url("/feed.xml")}},
+            "channels": {"hook": {"url": webhook.json_url()}},
+            "rules": {"c": {"query": "ceasefire", "channels": ["hook"]}}}
+    config = build_config(data, path=tmp_path / "c.toml", env=os.environ, read_secret=lambda p: "")
+    store = Store(config.settings.database)
+    poller = Poller(config, store, clock=Clock(at(10)))
+    poller.sync()
+    poller.poll(poller.due(force=True))
+    feed_server.put("/feed.xml", with_items(bare, items[3:]))  # the first ones drop off the top
+    poller.poll(poller.due(force=True))
+    deliver_all(config, store, Clock(at(10, 5)), Options())
+    assert webhook.posts == []

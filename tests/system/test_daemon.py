@@ -316,3 +316,25 @@ def test_repeated_sigkill_keeps_the_database_whole_and_every_alert_arrives(
     with sqlite3.connect(cli.config.parent / "monitor.db") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert {r[0] for r in conn.execute("SELECT status FROM alerts")} == {"sent"}
+
+
+def test_sigterm_during_a_delivery_backlog_stops_sending_and_marks_what_was_sent(
+        daemon_setup, feed_server: FeedServer, webhook: WebhookSink, running) -> None:
+    files, _, cli = daemon_setup
+    assert cli("run", "--once").returncode == 0
+    stories = [story(200 + n) for n in range(10)]
+    feed_server.put("/feed0.xml", with_items(files[0].read_bytes(), stories))
+    webhook.delay = 1.0
+    daemon = cli.popen("run")
+    running.append(daemon)
+    webhook.wait_for(2, timeout=30)
+    started = time.monotonic()
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=10) == 0
+    assert time.monotonic() - started < 10
+    received = len(webhook.posts)
+    time.sleep(1.5)
+    assert len(webhook.posts) == received < len(stories)  # nothing after the stop
+    sent = [a for a in map(json.loads, cli("alerts", "--json").stdout.splitlines())
+            if a["status"] == "sent"]
+    assert len(sent) == received  # every message the channel took is marked sent
