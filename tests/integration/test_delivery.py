@@ -276,3 +276,36 @@ def test_entries_beyond_max_entries_never_alert_later(tmp_path: Path, feed_serve
     poller.poll(poller.due(force=True))
     deliver_all(config, store, Clock(at(10, 5)), Options())
     assert webhook.posts == []
+
+
+def test_a_later_message_about_a_story_names_only_the_newly_matching_rule(
+        tmp_path: Path, feed_server: FeedServer, webhook: WebhookSink) -> None:
+    files = rss_feeds(2)
+    for index, file in enumerate(files):
+        feed_server.put(f"/f{index}.xml", file.read_bytes())
+    data = {
+        "monitor": {"database": str(tmp_path / "m.db")},
+        "feeds": {"a": {"url": feed_server.url("/f0.xml")}, "b": {"url": feed_server.url("/f1.xml")}},
+        "channels": {"hook": {"url": webhook.json_url()}},
+        "rules": {"truce": {"query": "truce", "channels": ["hook"]},
+                  "istanbul": {"query": "Istanbul", "channels": ["hook"], "feeds": ["b"]}},
+    }
+    config = build_config(data, path=tmp_path / "c.toml", env=os.environ, read_secret=lambda p: "")
+    store = Store(config.settings.database)
+    clock = Clock(at(10))
+    poller = Poller(config, store, clock=clock)
+    poller.sync()
+    poller.poll(poller.due(force=True))
+    shared = Item(title="Truce talks resume in Istanbul", link="https://news.example.org/shared")
+    feed_server.put("/f0.xml", with_items(files[0].read_bytes(), [shared]))
+    poller.poll(poller.due(force=True))
+    deliver_all(config, store, clock, Options())
+    first = webhook.wait_for(1)[0]["message"]
+    assert "truce" in first and "istanbul" not in first
+    feed_server.put("/f1.xml", with_items(files[1].read_bytes(), [shared]))  # a second outlet
+    poller.poll(poller.due(force=True))
+    deliver_all(config, store, clock, Options())
+    second = webhook.wait_for(2)[1]["message"]
+    assert "istanbul" in second
+    assert "Rules:** truce" not in second and "Rules: truce" not in second
+    assert len(webhook.posts) == 2

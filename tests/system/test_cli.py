@@ -108,3 +108,30 @@ def test_unusable_database_path_is_a_clear_error(make_cli, tmp_path: Path) -> No
     assert result.returncode == 1
     assert result.stderr.startswith("error: cannot create the lock file /proc/nope/monitor.db.lock")
     assert "Traceback" not in result.stderr and "unexpected" not in result.stderr
+
+
+def test_matches_lists_stories_with_every_source(feed_server: FeedServer, make_cli) -> None:
+    cli, _ = two_feeds(feed_server, make_cli)
+    rows = [json.loads(line) for line in cli("matches", "--json").stdout.splitlines()]
+    assert len(rows) == 2  # two stories (two links) with the same title
+    for row in rows:
+        assert row["title"] == TRUCE.title and row["rules"]
+    by_link = {r["link"]: r for r in rows}
+    assert by_link[TRUCE.link]["feeds"] == ["a"]
+    assert sorted(by_link[TRUCE.link]["rules"]) == ["truce", "truce-a"]
+    only_a = [json.loads(line) for line in cli("matches", "--rule", "truce-a", "--json").stdout.splitlines()]
+    assert [r["link"] for r in only_a] == [TRUCE.link]
+
+
+def test_send_test_through_the_real_path(make_cli, webhook) -> None:  # type: ignore[no-untyped-def]
+    cli = make_cli(channels={"hook": {"url": webhook.json_url()},
+                             "dead": {"url": "json://127.0.0.1:9/nothing"}})
+    ok = cli("send-test", "hook")
+    assert ok.returncode == 0, ok.stderr
+    assert webhook.wait_for(1)[0]["title"] == "monitor test message"
+    dead = cli("send-test", "dead")
+    assert dead.returncode == 1
+    assert dead.stderr.startswith("error: the json:// channel")
+    assert "stays queued" not in dead.stderr
+    unknown = cli("send-test", "nope")
+    assert unknown.returncode == 1 and "no channel named 'nope'" in unknown.stderr
