@@ -287,6 +287,7 @@ def test_no_feed_is_polled_more_often_than_its_interval(feed_server: FeedServer,
         assert len(times) >= 2, index  # it keeps polling
         gaps = [b - a for a, b in itertools.pairwise(times)]
         assert min(gaps) >= interval - 0.05, (index, gaps)
+    assert feed_server.max_in_flight <= 2  # per_host: one host never sees more than two at once
 
 
 def test_repeated_sigkill_keeps_the_database_whole_and_every_alert_arrives(

@@ -198,3 +198,27 @@ def test_check_ok_and_example_config_is_valid(make_cli) -> None:
     cli.config = ROOT / "config.example.toml"
     example = cli("check")
     assert example.returncode == 0, example.stderr
+
+
+def test_feed_text_never_makes_a_live_slack_mention_or_email_markup(
+        feed_server: FeedServer, smtp: SmtpSink, slack: WebhookSink, make_cli) -> None:
+    files = rss_feeds(1)
+    feeds = serve_all(feed_server, files)
+    cli = make_cli(feeds=feeds, channels={"team": {"url": SLACK_URL}, "mail": {"url": smtp.mailto_url()}},
+                   rules={"ceasefire": {"query": "ceasefire", "channels": ["team", "mail"]}})
+    assert cli("run", "--once").returncode == 0
+    # Double-escaped in the XML, so the entry's plain text really contains these characters.
+    hostile = Item(title="Ceasefire &lt;!here&gt; &lt;!channel&gt; &lt;@U024BE7LH&gt; &lt;script&gt;x()&lt;/script&gt;",
+                   link="https://news.example.org/hostile",
+                   description="ceasefire &lt;b onclick=evil()&gt;now&lt;/b&gt; &lt;!everyone&gt;")
+    feed_server.put("/feed0.xml", with_items(files[0].read_bytes(), [hostile]))
+    assert cli("run", "--once").returncode == 0
+    payload = json.dumps(slack.wait_for(1))
+    for live in ("<!here>", "<!channel>", "<!everyone>", "<@U024BE7LH>"):
+        assert live not in payload
+    assert "here" in payload  # the words are shown, only inert
+    [mail] = smtp.wait_for(1)
+    html_part = next(p for p in mail.walk() if p.get_content_type() == "text/html")
+    html = html_part.get_content()
+    assert "<script>" not in html and "<b onclick" not in html
+    assert "&lt;script&gt;" in html
