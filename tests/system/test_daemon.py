@@ -188,8 +188,13 @@ def test_make_run_exec_daemon_and_sigterm_exits_zero(tmp_path: Path) -> None:
     from tests.conftest import ROOT
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
+    # The install step first, with the network as it is (pip may need the package index) ...
+    install = subprocess.run(["make", "--no-print-directory", ".venv/.installed"], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr
     env["STATE_DIRECTORY"] = str(tmp_path)  # keep the example database out of the checkout
-    # Offline here: the example feeds are unreachable, and the daemon must keep running anyway.
+    # ... then the daemon with every request sent to a closed port: the example feeds are
+    # unreachable (no test reaches the internet), and the daemon must keep running anyway.
     env["http_proxy"] = env["https_proxy"] = "http://127.0.0.1:9"
     make = subprocess.Popen(["make", "--no-print-directory", "run"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
