@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from monitor.dedupe import story_id
+from monitor.dedupe import story_id, title_key
 from monitor.models import (
     Article,
     FeedPlan,
@@ -70,11 +70,13 @@ def decide_feed(
     policy: Policy,
     now: datetime,
     jitter: float,
+    stories_by_title: Mapping[str, str] | None = None,
 ) -> FeedPlan:
     """Decide what one poll of one feed means.
 
     `problem` is a readable error from parsing (not a feed, HTML page ...); `routes` maps each
-    rule that applies to this feed to its enabled channels.
+    rule that applies to this feed to its enabled channels; `stories_by_title` maps the title
+    keys of stories seen recently (in other feeds, or earlier in this pass) to their story ids.
     """
     state = replace(state, last_polled_at=now)
     state, log = _follow_redirects(state, outcome, now)
@@ -113,7 +115,8 @@ def decide_feed(
     )
     if outcome.not_modified or parsed is None or body_hash == state.body_hash:
         return FeedPlan(state=state, log=tuple(log))
-    return _new_document(state, parsed, body_hash, known_keys, match, routes, policy, now, log)
+    return _new_document(state, parsed, body_hash, known_keys, match, routes, policy, now, log,
+                         dict(stories_by_title or {}))
 
 
 def _new_document(
@@ -126,6 +129,7 @@ def _new_document(
     policy: Policy,
     now: datetime,
     log: list[str],
+    stories_by_title: dict[str, str],
 ) -> FeedPlan:
     baseline = state.baseline_at is None
     fresh: list[NewArticle] = []
@@ -133,7 +137,12 @@ def _new_document(
     for article in _oldest_first(parsed.entries):
         if article.key in known_keys:
             continue
-        story = story_id(article)
+        # The same headline seen recently (wire copy under another link) joins that story.
+        headline = title_key(article.title)
+        story = stories_by_title.get(headline) if headline else None
+        story = story or story_id(article)
+        if headline:
+            stories_by_title.setdefault(headline, story)
         alert = not baseline or _within_backfill(article, policy.backfill, now)
         matches = tuple(m for m in match(article) if m.rule in routes) if alert else ()
         fresh.append(NewArticle(article=article, story=story, matches=matches, alert=alert))

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from monitor import metrics
 from monitor.config import CONSOLE, Config, FeedConfig
 from monitor.decide import Policy, decide_feed, health_change
+from monitor.dedupe import TITLE_WINDOW, title_key
 from monitor.deliver import tell_ops
 from monitor.errors import FeedError
 from monitor.fetch import Fetcher, FetchLimits, FetchRequest, FetchResult
@@ -122,11 +123,16 @@ class Poller:
         ]
         results = self.fetcher.fetch_all(requests)
         plans = []
+        headlines: dict[str, str] = {}  # title key -> story, for stories new in this pass
         for state, result in zip(states, results, strict=True):
             if result.error == "cancelled":
                 continue  # shutting down: the feed stays due, nothing is recorded
             metrics.record_fetch(result.feed, result.elapsed, failed=result.error is not None)
-            plans.append(self._plan(self.config.feeds[state.name], state, result))
+            plan = self._plan(self.config.feeds[state.name], state, result, headlines)
+            for new in plan.new_articles:
+                if key := title_key(new.article.title):
+                    headlines.setdefault(key, new.story)
+            plans.append(plan)
         created = self.store.apply(plans, self.clock())
         for plan in plans:
             metrics.record_plan(plan)
@@ -146,10 +152,12 @@ class Poller:
     def cancel(self) -> None:
         self.fetcher.cancel()
 
-    def _plan(self, feed: FeedConfig, state: FeedState, result: FetchResult) -> FeedPlan:
+    def _plan(self, feed: FeedConfig, state: FeedState, result: FetchResult,
+              headlines: dict[str, str]) -> FeedPlan:
         now = self.clock()
         try:
             parsed, problem, body_hash = self._parse(feed, result)
+            stories = self._recent_stories(parsed, headlines, now) if parsed else {}
             known = (
                 self.store.known_keys(
                     feed.name, [*(a.key for a in parsed.entries), *parsed.skipped_keys])
@@ -177,6 +185,7 @@ class Poller:
                 ),
                 now=now,
                 jitter=random.random(),
+                stories_by_title=stories,
             )
         except Exception as exc:  # a bug or hostile input in one feed must not stop the pass
             log.error(
@@ -222,6 +231,14 @@ class Poller:
                 ),
             )
         return parsed, None, body_hash
+
+    def _recent_stories(self, parsed: ParsedFeed, headlines: dict[str, str],
+                        now: datetime) -> dict[str, str]:
+        """Stories already known by the headlines of this document: earlier in this pass, or
+        stored within the dedupe window (wire copy run by another outlet)."""
+        keys = {k for a in parsed.entries if (k := title_key(a.title))}
+        stored = self.store.stories_by_title(keys - headlines.keys(), now - TITLE_WINDOW)
+        return {**stored, **{k: headlines[k] for k in keys & headlines.keys()}}
 
     def _match(self, article: Article, info: FeedInfo) -> list[RuleMatch]:
         return self.ruleset.match(article, info)

@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlite_utils
 
+from monitor.dedupe import title_key
 from monitor.errors import StoreError
 from monitor.models import Article, FeedPlan, FeedState, Hit
 
@@ -38,8 +39,9 @@ MIGRATIONS: tuple[str, ...] = (
         id INTEGER PRIMARY KEY, feed TEXT NOT NULL, key TEXT NOT NULL, story TEXT NOT NULL,
         title TEXT NOT NULL, link TEXT, text TEXT, author TEXT NOT NULL DEFAULT '',
         categories TEXT NOT NULL DEFAULT '[]', published_at TEXT, first_seen_at TEXT NOT NULL,
-        last_seen_at TEXT NOT NULL, UNIQUE (feed, key)
+        last_seen_at TEXT NOT NULL, title_key TEXT, UNIQUE (feed, key)
     );
+    CREATE INDEX articles_title_key ON articles (title_key, first_seen_at);
     CREATE INDEX articles_first_seen ON articles (first_seen_at);
     CREATE INDEX articles_story ON articles (story);
     CREATE TABLE alerts (
@@ -247,8 +249,8 @@ class Store:
             a = new.article
             cursor = db.execute(
                 "INSERT OR IGNORE INTO articles (feed, key, story, title, link, text, author,"
-                " categories, published_at, first_seen_at, last_seen_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " categories, published_at, first_seen_at, last_seen_at, title_key)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     a.feed,
                     a.key,
@@ -261,6 +263,7 @@ class Store:
                     stamp(a.published_at),
                     seen_at,
                     seen_at,
+                    title_key(a.title),
                 ],
             )
             ids[a.key] = cursor.lastrowid or 0
@@ -338,6 +341,19 @@ class Store:
             story=row["story"],
             first_seen_at=parse_time(row["first_seen_at"]) or datetime.now(UTC),
         )
+
+    def stories_by_title(self, keys: Iterable[str], since: datetime) -> dict[str, str]:
+        """The story of each headline key first seen since a time (the earliest one wins)."""
+        wanted = list(keys)
+        found: dict[str, str] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            for row in self._rows(
+                    f"SELECT title_key, story FROM articles WHERE title_key IN ({_marks(chunk)})"
+                    " AND first_seen_at >= ? ORDER BY first_seen_at DESC, id DESC",
+                    [*chunk, stamp(since)]):
+                found[row["title_key"]] = row["story"]  # later rows are earlier: they win
+        return found
 
     def count_articles(self) -> int:
         return int(self._rows("SELECT COUNT(*) AS n FROM articles")[0]["n"])

@@ -309,3 +309,41 @@ def test_a_later_message_about_a_story_names_only_the_newly_matching_rule(
     assert "istanbul" in second
     assert "Rules:** truce" not in second and "Rules: truce" not in second
     assert len(webhook.posts) == 2
+
+
+def test_wire_copy_under_other_links_is_one_story_short_headlines_are_not(
+        tmp_path: Path, feed_server: FeedServer, webhook: WebhookSink) -> None:
+    files = rss_feeds(3)
+    for index, file in enumerate(files):
+        feed_server.put(f"/f{index}.xml", file.read_bytes())
+    data = {
+        "monitor": {"database": str(tmp_path / "m.db")},
+        "feeds": {f"outlet{i}": {"url": feed_server.url(f"/f{i}.xml")} for i in range(3)},
+        "channels": {"hook": {"url": webhook.json_url()}},
+        "rules": {"truce": {"query": "truce", "channels": ["hook"]}},
+    }
+    config = build_config(data, path=tmp_path / "c.toml", env=os.environ, read_secret=lambda p: "")
+    store = Store(config.settings.database)
+    clock = Clock(at(10))
+    poller = Poller(config, store, clock=clock)
+    poller.sync()
+    poller.poll(poller.due(force=True))
+    wire = "Russia and Ukraine agree Easter truce, Kremlin says"
+    copies = [Item(title=wire, link="https://apnews.example/truce"),
+              Item(title="RUSSIA and Ukraine agree Easter truce — Kremlin says",
+                   link="https://paper.example/world/2026/truce")]
+    short = [Item(title="Truce: live", link="https://a.example/live"),
+             Item(title="Truce: live", link="https://b.example/live")]
+    feed_server.put("/f0.xml", with_items(files[0].read_bytes(), [copies[0], short[0]]))
+    feed_server.put("/f1.xml", with_items(files[1].read_bytes(), [copies[1], short[1]]))
+    poller.poll(poller.due(force=True))
+    # A third outlet runs the wire story a pass later: the story has been alerted already.
+    feed_server.put("/f2.xml", with_items(files[2].read_bytes(),
+                                          [Item(title=wire, link="https://third.example/t")]))
+    clock.set(at(11))
+    poller.poll(poller.due(force=True))
+    deliver_all(config, store, clock, Options())
+    titles = sorted(p["title"] for p in webhook.wait_for(3))
+    assert len(webhook.posts) == 3  # one wire story + two distinct short-headline stories
+    assert titles.count("Truce: live") == 2
+    assert sum(1 for t in titles if "Easter truce" in t) == 1

@@ -33,7 +33,7 @@ def two_feeds(feed_server: FeedServer, make_cli, **extra):  # type: ignore[no-un
 
 def test_console_alert_highlights_and_names_rules(feed_server: FeedServer, make_cli) -> None:
     _, result = two_feeds(feed_server, make_cli)
-    assert result.stdout.count(TRUCE.title) == 2  # two stories (different links)
+    assert result.stdout.count(TRUCE.title) == 1  # one story: the same headline in two outlets
     assert "Rules: truce-a, truce" in result.stdout or "Rules: truce, truce-a" in result.stdout
     assert "*truce*" in result.stdout
 
@@ -113,14 +113,14 @@ def test_unusable_database_path_is_a_clear_error(make_cli, tmp_path: Path) -> No
 def test_matches_lists_stories_with_every_source(feed_server: FeedServer, make_cli) -> None:
     cli, _ = two_feeds(feed_server, make_cli)
     rows = [json.loads(line) for line in cli("matches", "--json").stdout.splitlines()]
-    assert len(rows) == 2  # two stories (two links) with the same title
-    for row in rows:
-        assert row["title"] == TRUCE.title and row["rules"]
-    by_link = {r["link"]: r for r in rows}
-    assert by_link[TRUCE.link]["feeds"] == ["a"]
-    assert sorted(by_link[TRUCE.link]["rules"]) == ["truce", "truce-a"]
+    assert len(rows) == 1  # one story: the same headline from two outlets under two links
+    [row] = rows
+    assert row["title"] == TRUCE.title and row["link"] == TRUCE.link
+    assert sorted(row["feeds"]) == ["a", "b"]
+    assert sorted(row["rules"]) == ["truce", "truce-a"]
     only_a = [json.loads(line) for line in cli("matches", "--rule", "truce-a", "--json").stdout.splitlines()]
     assert [r["link"] for r in only_a] == [TRUCE.link]
+    assert cli("matches", "--rule", "nosuch", "--json").stdout == ""
 
 
 def test_send_test_through_the_real_path(make_cli, webhook) -> None:  # type: ignore[no-untyped-def]
