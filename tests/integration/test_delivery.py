@@ -173,57 +173,71 @@ def test_give_up_after_marks_failed_and_retry_requeues(world_for, webhook: Webho
     assert world.statuses() == ["sent"]
 
 
+class Outlets:
+    """Several feeds serving real documents, a webhook channel and some rules, polled with an
+    injected clock; `run(i, items)` makes feed i publish new items."""
+
+    def __init__(self, tmp_path: Path, server: FeedServer, hook: WebhookSink, *,
+                 names: list[str], rules: dict[str, Any], monitor: dict[str, Any] | None = None,
+                 channels: dict[str, Any] | None = None, document: bytes | None = None) -> None:
+        self.server = server
+        self.documents = [document or f.read_bytes() for f in rss_feeds(len(names))]
+        for index, body in enumerate(self.documents):
+            server.put(f"/f{index}.xml", body)
+        data = {
+            "monitor": {"database": str(tmp_path / "m.db"), **(monitor or {})},
+            "feeds": {name: {"url": server.url(f"/f{i}.xml")} for i, name in enumerate(names)},
+            "channels": channels or {"hook": {"url": hook.json_url()}},
+            "rules": rules,
+        }
+        self.config = build_config(data, path=tmp_path / "c.toml", env=os.environ,
+                                   read_secret=lambda p: "")
+        self.store = Store(self.config.settings.database)
+        self.clock = Clock(at(10))
+        self.poller = Poller(self.config, self.store, clock=self.clock)
+        self.poller.sync()
+
+    def run(self, index: int, items: list[Item]) -> None:
+        self.server.put(f"/f{index}.xml", with_items(self.documents[index], items))
+
+    def poll(self) -> None:
+        self.poller.poll(self.poller.due(force=True))
+
+    def deliver(self) -> None:
+        deliver_all(self.config, self.store, self.clock, Options())
+
+
 def test_ops_channel_hears_when_a_feed_keeps_failing_and_recovers(
         tmp_path: Path, feed_server: FeedServer, webhook: WebhookSink) -> None:
-    feed_server.put("/feed.xml", rss_feeds(1)[0].read_bytes())
-    data = {
-        "monitor": {"database": str(tmp_path / "m.db"), "ops_channel": "ops"},
-        "feeds": {"wire": {"url": feed_server.url("/feed.xml")}},
-        "channels": {"ops": {"url": webhook.json_url("/ops")}},
-        "rules": {"any": {"query": "ceasefire", "channels": ["console"]}},
-    }
-    config = build_config(data, path=tmp_path / "c.toml", env=os.environ, read_secret=lambda p: "")
-    store = Store(config.settings.database)
-    clock = Clock(at(10, 0))
-    poller = Poller(config, store, clock=clock)
-    poller.sync()
-    feed_server.fault("/feed.xml", "status", code=500, reason="Internal Server Error")
+    outlets = Outlets(tmp_path, feed_server, webhook, names=["wire"],
+                      monitor={"ops_channel": "ops"},
+                      channels={"ops": {"url": webhook.json_url("/ops")}},
+                      rules={"any": {"query": "ceasefire", "channels": ["console"]}})
+    feed_server.fault("/f0.xml", "status", code=500, reason="Internal Server Error")
     for minute in range(3):
-        clock.set(at(10, minute))
-        poller.poll(poller.due(force=True))
+        outlets.clock.set(at(10, minute))
+        outlets.poll()
     [alarm] = webhook.wait_for(1)
     assert "wire" in alarm["message"] and "HTTP 500" in alarm["message"]
-    feed_server.put("/feed.xml", rss_feeds(1)[0].read_bytes())
-    clock.set(at(11, 0))
-    poller.poll(poller.due(force=True))
+    outlets.run(0, [])
+    outlets.clock.set(at(11, 0))
+    outlets.poll()
     assert "recovered" in webhook.wait_for(2)[1]["message"]
 
 
 def test_one_story_from_two_feeds_in_one_pass_is_one_message_naming_both_rules(
         tmp_path: Path, feed_server: FeedServer, webhook: WebhookSink) -> None:
-    files = rss_feeds(2)
-    for index, file in enumerate(files):
-        feed_server.put(f"/f{index}.xml", file.read_bytes())
-    data = {
-        "monitor": {"database": str(tmp_path / "m.db")},
-        "feeds": {"a": {"url": feed_server.url("/f0.xml")}, "b": {"url": feed_server.url("/f1.xml")}},
-        "channels": {"hook": {"url": webhook.json_url()}},
-        "rules": {"truce-a": {"query": "truce", "channels": ["hook"], "feeds": ["a"]},
-                  "talks-b": {"query": "talks", "channels": ["hook"], "feeds": ["b"]}},
-    }
-    config = build_config(data, path=tmp_path / "c.toml", env=os.environ, read_secret=lambda p: "")
-    store = Store(config.settings.database)
-    clock = Clock(at(10))
-    poller = Poller(config, store, clock=clock)
-    poller.sync()
-    poller.poll(poller.due(force=True))
+    outlets = Outlets(tmp_path, feed_server, webhook, names=["a", "b"], rules={
+        "truce-a": {"query": "truce", "channels": ["hook"], "feeds": ["a"]},
+        "talks-b": {"query": "talks", "channels": ["hook"], "feeds": ["b"]}})
+    outlets.poll()
     shared = Item(title="Truce talks resume in Istanbul", link="https://news.example.org/shared")
     other = Item(title="Truce holds overnight", link="https://news.example.org/other")
     # The story sits between other rows of the queue: feed a lists it after another story.
-    feed_server.put("/f0.xml", with_items(files[0].read_bytes(), [other, shared]))
-    feed_server.put("/f1.xml", with_items(files[1].read_bytes(), [shared]))
-    poller.poll(poller.due(force=True))
-    deliver_all(config, store, clock, Options())
+    outlets.run(0, [other, shared])
+    outlets.run(1, [shared])
+    outlets.poll()
+    outlets.deliver()
     posts = webhook.wait_for(2)
     assert len(posts) == 2
     by_title = {p["title"]: p["message"] for p in posts}
@@ -262,49 +276,32 @@ def test_entries_beyond_max_entries_never_alert_later(tmp_path: Path, feed_serve
     start = document.index(b"<item>")
     end = document.rindex(b"</item>") + len(b"</item>")
     bare = document[:start] + b"<item><title>x</title></item>" + document[end:]
-    feed_server.put("/feed.xml", with_items(bare, items))
-    data = {"monitor": {"database": str(tmp_path / "m.db"), "max_entries": 3},
-            "feeds": {"wire": {"url": feed_server.url("/feed.xml")}},
-            "channels": {"hook": {"url": webhook.json_url()}},
-            "rules": {"c": {"query": "ceasefire", "channels": ["hook"]}}}
-    config = build_config(data, path=tmp_path / "c.toml", env=os.environ, read_secret=lambda p: "")
-    store = Store(config.settings.database)
-    poller = Poller(config, store, clock=Clock(at(10)))
-    poller.sync()
-    poller.poll(poller.due(force=True))
-    feed_server.put("/feed.xml", with_items(bare, items[3:]))  # the first ones drop off the top
-    poller.poll(poller.due(force=True))
-    deliver_all(config, store, Clock(at(10, 5)), Options())
+    outlets = Outlets(tmp_path, feed_server, webhook, names=["wire"], document=bare,
+                      monitor={"max_entries": 3},
+                      rules={"c": {"query": "ceasefire", "channels": ["hook"]}})
+    outlets.run(0, items)
+    outlets.poll()
+    outlets.run(0, items[3:])  # the first ones drop off the top
+    outlets.poll()
+    outlets.deliver()
     assert webhook.posts == []
 
 
 def test_a_later_message_about_a_story_names_only_the_newly_matching_rule(
         tmp_path: Path, feed_server: FeedServer, webhook: WebhookSink) -> None:
-    files = rss_feeds(2)
-    for index, file in enumerate(files):
-        feed_server.put(f"/f{index}.xml", file.read_bytes())
-    data = {
-        "monitor": {"database": str(tmp_path / "m.db")},
-        "feeds": {"a": {"url": feed_server.url("/f0.xml")}, "b": {"url": feed_server.url("/f1.xml")}},
-        "channels": {"hook": {"url": webhook.json_url()}},
-        "rules": {"truce": {"query": "truce", "channels": ["hook"]},
-                  "istanbul": {"query": "Istanbul", "channels": ["hook"], "feeds": ["b"]}},
-    }
-    config = build_config(data, path=tmp_path / "c.toml", env=os.environ, read_secret=lambda p: "")
-    store = Store(config.settings.database)
-    clock = Clock(at(10))
-    poller = Poller(config, store, clock=clock)
-    poller.sync()
-    poller.poll(poller.due(force=True))
+    outlets = Outlets(tmp_path, feed_server, webhook, names=["a", "b"], rules={
+        "truce": {"query": "truce", "channels": ["hook"]},
+        "istanbul": {"query": "Istanbul", "channels": ["hook"], "feeds": ["b"]}})
+    outlets.poll()
     shared = Item(title="Truce talks resume in Istanbul", link="https://news.example.org/shared")
-    feed_server.put("/f0.xml", with_items(files[0].read_bytes(), [shared]))
-    poller.poll(poller.due(force=True))
-    deliver_all(config, store, clock, Options())
+    outlets.run(0, [shared])
+    outlets.poll()
+    outlets.deliver()
     first = webhook.wait_for(1)[0]["message"]
     assert "truce" in first and "istanbul" not in first
-    feed_server.put("/f1.xml", with_items(files[1].read_bytes(), [shared]))  # a second outlet
-    poller.poll(poller.due(force=True))
-    deliver_all(config, store, clock, Options())
+    outlets.run(1, [shared])  # a second outlet
+    outlets.poll()
+    outlets.deliver()
     second = webhook.wait_for(2)[1]["message"]
     assert "istanbul" in second
     assert "Rules:** truce" not in second and "Rules: truce" not in second
@@ -313,36 +310,21 @@ def test_a_later_message_about_a_story_names_only_the_newly_matching_rule(
 
 def test_wire_copy_under_other_links_is_one_story_short_headlines_are_not(
         tmp_path: Path, feed_server: FeedServer, webhook: WebhookSink) -> None:
-    files = rss_feeds(3)
-    for index, file in enumerate(files):
-        feed_server.put(f"/f{index}.xml", file.read_bytes())
-    data = {
-        "monitor": {"database": str(tmp_path / "m.db")},
-        "feeds": {f"outlet{i}": {"url": feed_server.url(f"/f{i}.xml")} for i in range(3)},
-        "channels": {"hook": {"url": webhook.json_url()}},
-        "rules": {"truce": {"query": "truce", "channels": ["hook"]}},
-    }
-    config = build_config(data, path=tmp_path / "c.toml", env=os.environ, read_secret=lambda p: "")
-    store = Store(config.settings.database)
-    clock = Clock(at(10))
-    poller = Poller(config, store, clock=clock)
-    poller.sync()
-    poller.poll(poller.due(force=True))
+    outlets = Outlets(tmp_path, feed_server, webhook, names=["ap", "paper", "third"],
+                      rules={"truce": {"query": "truce", "channels": ["hook"]}})
+    outlets.poll()
     wire = "Russia and Ukraine agree Easter truce, Kremlin says"
-    copies = [Item(title=wire, link="https://apnews.example/truce"),
-              Item(title="RUSSIA and Ukraine agree Easter truce — Kremlin says",
-                   link="https://paper.example/world/2026/truce")]
-    short = [Item(title="Truce: live", link="https://a.example/live"),
-             Item(title="Truce: live", link="https://b.example/live")]
-    feed_server.put("/f0.xml", with_items(files[0].read_bytes(), [copies[0], short[0]]))
-    feed_server.put("/f1.xml", with_items(files[1].read_bytes(), [copies[1], short[1]]))
-    poller.poll(poller.due(force=True))
+    outlets.run(0, [Item(title=wire, link="https://apnews.example/truce"),
+                    Item(title="Truce: live", link="https://a.example/live")])
+    outlets.run(1, [Item(title="RUSSIA and Ukraine agree Easter truce — Kremlin says",
+                         link="https://paper.example/world/2026/truce"),
+                    Item(title="Truce: live", link="https://b.example/live")])
+    outlets.poll()
     # A third outlet runs the wire story a pass later: the story has been alerted already.
-    feed_server.put("/f2.xml", with_items(files[2].read_bytes(),
-                                          [Item(title=wire, link="https://third.example/t")]))
-    clock.set(at(11))
-    poller.poll(poller.due(force=True))
-    deliver_all(config, store, clock, Options())
+    outlets.run(2, [Item(title=wire, link="https://third.example/t")])
+    outlets.clock.set(at(11))
+    outlets.poll()
+    outlets.deliver()
     titles = sorted(p["title"] for p in webhook.wait_for(3))
     assert len(webhook.posts) == 3  # one wire story + two distinct short-headline stories
     assert titles.count("Truce: live") == 2
