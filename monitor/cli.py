@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from monitor import __version__
-from monitor.config import CONSOLE, Config, config_path
+from monitor.config import CONSOLE, Config, config_path, resolve_state_path
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError, DeliveryError, MonitorError, QueryError
 from monitor.store import AlertRow, Store, iso
@@ -114,11 +114,7 @@ def _database_fallback(path: Path) -> Path:
         name = str(data.get("monitor", {}).get("database", "monitor.db"))
     except (OSError, ValueError, AttributeError):
         name = "monitor.db"
-    candidate = Path(name).expanduser()
-    if candidate.is_absolute():
-        return candidate
-    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    return (Path(state) if state else path.resolve().parent) / candidate
+    return resolve_state_path(name, base=path.resolve().parent, env=os.environ)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -228,12 +228,16 @@ class _Context:
     read_secret: Callable[[Path], str]
 
     def resolve(self, name: str) -> Path:
-        """Relative paths resolve in $STATE_DIRECTORY when set, else beside the config file."""
-        candidate = Path(name).expanduser()
-        if candidate.is_absolute():
-            return candidate
-        state = self.env.get("STATE_DIRECTORY", "").split(":")[0]
-        return (Path(state) if state else self.base) / candidate
+        return resolve_state_path(name, base=self.base, env=self.env)
+
+
+def resolve_state_path(name: str, *, base: Path, env: Mapping[str, str]) -> Path:
+    """Relative paths resolve in $STATE_DIRECTORY when set, else in `base` (the config's folder)."""
+    candidate = Path(name).expanduser()
+    if candidate.is_absolute():
+        return candidate
+    state = env.get("STATE_DIRECTORY", "").split(":")[0]
+    return (Path(state) if state else base) / candidate
 
 
 def _table(data: Mapping[str, Any], key: str, problems: _Problems) -> Mapping[str, Any]:
