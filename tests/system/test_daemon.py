@@ -100,11 +100,14 @@ def test_sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid(
     running.append(daemon)
     wait_until(baseline_done(cli, 2), what="the first polls")
 
-    # A new rule via reload: it alerts on articles arriving after the change.
+    # A new rule via reload: it alerts on articles arriving after the change. A feed added in
+    # the same edit shows when the new config is in force (it gets polled).
     sections["rules"]["truce"] = {"query": "truce", "channels": ["hook"]}
+    feed_server.put("/extra.xml", files[0].read_bytes())
+    sections["feeds"]["extra"] = {"url": feed_server.url("/extra.xml")}
     write_config(cli.config, **sections)
     daemon.send_signal(signal.SIGHUP)
-    time.sleep(1.5)
+    wait_until(baseline_done(cli, 3), what="the reloaded config")
     feed_server.put("/feed0.xml", with_items(files[0].read_bytes(), [story(2, "truce")]))
     posts = webhook.wait_for(1, timeout=20)
     assert posts[0]["title"] == story(2, "truce").title and "truce" in posts[0]["message"]
