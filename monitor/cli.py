@@ -332,11 +332,10 @@ def alerts_retry(obj: Context, ids: tuple[int, ...], failed: bool) -> None:
 def send_test(obj: Context, channel: str) -> None:
     """Send a test message through the real path."""
     from monitor import notify
-    from monitor.deliver import console_channel
     from monitor.render import Story, render
 
     config = obj.config()
-    target = console_channel() if channel == CONSOLE else config.channels.get(channel)
+    target = config.channel(channel)
     if target is None:
         raise MonitorError(
             f"no channel named {channel!r}",

@@ -93,6 +93,10 @@ class Config:
     channels: Mapping[str, ChannelConfig]
     rules: Mapping[str, RuleConfig]
 
+    def channel(self, name: str) -> ChannelConfig | None:
+        """A configured channel, or the built-in console (its URL is the word "console")."""
+        return ChannelConfig(name=CONSOLE, url=CONSOLE) if name == CONSOLE else self.channels.get(name)
+
     def rule_feeds(self, rule: RuleConfig) -> frozenset[str]:
         """Names of the feeds a rule watches."""
         if rule.feeds is None:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
 
-from monitor import metrics, notify
-from monitor.config import CONSOLE, ChannelConfig, Config
+from monitor import metrics, notify, ops
+from monitor.config import ChannelConfig, Config
 from monitor.errors import DeliveryError, StoreError
 from monitor.models import Hit
 from monitor.render import Message, Story, render
@@ -31,20 +31,6 @@ MAX_CHANNEL_BACKOFF = timedelta(hours=1)
 OPS_AFTER_FAILURES = 3  # consecutive failures before the ops channel hears about it
 
 
-def tell_ops(config: Config, text: str, *, skip: str | None = None) -> None:
-    """Best effort: a feed-health or channel-health line to `[monitor] ops_channel`, if set."""
-    name = config.settings.ops_channel
-    if not name or name == skip:
-        return
-    channel = config.channels.get(name) or (console_channel() if name == CONSOLE else None)
-    if channel is None or not channel.enabled:
-        return
-    try:
-        notify.send(channel.url, Message(title="monitor: health", body=text, body_format="text"))
-    except DeliveryError as exc:
-        log.warning("ops channel %s: %s", name, exc.message)
-
-
 @dataclass(frozen=True, kw_only=True)
 class Options:
     ignore_backoff: bool = False  # a starting process tries every due alert at once
@@ -55,16 +41,12 @@ class Options:
     stop: threading.Event | None = None
 
 
-def console_channel() -> ChannelConfig:
-    return ChannelConfig(name=CONSOLE, url=notify.CONSOLE)
-
-
 def deliver_all(
     config: Config, store: Store, now: Callable[[], datetime], options: Options
 ) -> None:
     """One delivery round over every channel with pending alerts, channels in parallel."""
-    channels = {**{CONSOLE: console_channel()}, **config.channels}
-    names = [n for n in store.pending_channels() if n in channels and channels[n].enabled]
+    channels = {n: c for n in store.pending_channels() if (c := config.channel(n)) and c.enabled}
+    names = list(channels)
     if not names:
         return
     with ThreadPoolExecutor(max_workers=min(8, len(names)), thread_name_prefix="deliver") as pool:
@@ -188,7 +170,7 @@ class _ChannelRound:
             self.state = {**self.state, "hour_sent": int(self.state.get("hour_sent") or 0) + 1}
         recovered = self.state.get("failures")
         if int(recovered or 0) >= OPS_AFTER_FAILURES:
-            tell_ops(self.config, f"channel {self.channel.name} recovered; its queue is draining.",
+            ops.tell(self.config, f"channel {self.channel.name} recovered; its queue is draining.",
                      skip=self.channel.name)
         self.state = {
             **self.state,
@@ -229,7 +211,7 @@ class _ChannelRound:
         }
         self.store.save_channel_state(self.state)
         if failures == OPS_AFTER_FAILURES:
-            tell_ops(self.config, f"channel {self.channel.name} is failing: {exc.message} "
+            ops.tell(self.config, f"channel {self.channel.name} is failing: {exc.message} "
                      "Its alerts wait and will be sent when it recovers.", skip=self.channel.name)
         log.warning(
             "channel %s: delivery failed (%s); %s",

@@ -13,11 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from monitor import metrics
+from monitor import metrics, ops
 from monitor.config import CONSOLE, Config, FeedConfig
 from monitor.decide import Policy, decide_feed, health_change
 from monitor.dedupe import TITLE_WINDOW, title_key
-from monitor.deliver import tell_ops
 from monitor.errors import FeedError
 from monitor.fetch import Fetcher, FetchLimits, FetchRequest, FetchResult
 from monitor.models import Article, FeedPlan, FeedState, ParsedFeed, RuleMatch
@@ -138,7 +137,7 @@ class Poller:
             metrics.record_plan(plan)
         before = {s.name: s for s in states}
         for line in filter(None, (health_change(before[p.state.name], p.state) for p in plans)):
-            tell_ops(self.config, line)
+            ops.tell(self.config, line)
         for plan in plans:
             for line in plan.log:
                 (log.warning if plan.state.state == "failing" else log.info)(
