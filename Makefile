@@ -29,6 +29,7 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/bench_rules.py
+	$(BIN)/python bench/bench_poll.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -239,10 +239,7 @@ class Store:
         self, db: sqlite_utils.Database, plan: FeedPlan, now: datetime, batch: int
     ) -> int:
         state = plan.state
-        row = {k: (stamp(v) if k in _TIME_FIELDS else v) for k, v in asdict(state).items()}
-        if plan.document_changed:
-            row["content_seen_at"] = stamp(now)
-        db.table("feeds").upsert(row, pk="name")
+        _save_state(db, state, content_seen_at=now if plan.document_changed else None)
         seen_at = stamp(now)
         ids: dict[str, int] = {}
         for new in plan.new_articles:
@@ -297,10 +294,7 @@ class Store:
 
     def save_feed_state(self, state: FeedState) -> None:
         with self.transaction() as db:
-            db.table("feeds").upsert(
-                {k: (stamp(v) if k in _TIME_FIELDS else v) for k, v in asdict(state).items()},
-                pk="name",
-            )
+            _save_state(db, state)
 
     def entry_counts(self) -> dict[str, int]:
         return {
@@ -531,6 +525,24 @@ class Store:
 
     def integrity_ok(self) -> bool:
         return self._rows("PRAGMA integrity_check")[0].get("integrity_check") == "ok"
+
+
+_SAVE_STATE = (
+    f"INSERT INTO feeds ({', '.join(_FEED_FIELDS)}) VALUES ({', '.join('?' * len(_FEED_FIELDS))})"
+    " ON CONFLICT (name) DO UPDATE SET "
+    + ", ".join(f"{f} = excluded.{f}" for f in _FEED_FIELDS if f != "name")
+)
+
+
+def _save_state(db: sqlite_utils.Database, state: FeedState,
+                content_seen_at: datetime | None = None) -> None:
+    """One statement per feed (this runs for every feed of every pass)."""
+    values = asdict(state)
+    db.execute(_SAVE_STATE, [stamp(values[f]) if f in _TIME_FIELDS else values[f]
+                             for f in _FEED_FIELDS])
+    if content_seen_at is not None:
+        db.execute("UPDATE feeds SET content_seen_at = ? WHERE name = ?",
+                   [stamp(content_seen_at), state.name])
 
 
 def _marks(values: Sequence[Any]) -> str:
