@@ -51,30 +51,9 @@ def deliver_all(
         return
     with ThreadPoolExecutor(max_workers=min(8, len(names)), thread_name_prefix="deliver") as pool:
         for future in [
-            pool.submit(_deliver_channel, config, channels[n], store, now, options) for n in names
+            pool.submit(_ChannelRound(config, channels[n], store, now, options).run_guarded) for n in names
         ]:
             future.result()
-
-
-def _deliver_channel(
-    config: Config,
-    channel: ChannelConfig,
-    store: Store,
-    now: Callable[[], datetime],
-    options: Options,
-) -> None:
-    try:
-        _ChannelRound(config, channel, store, now, options).run()
-    except StoreError as exc:
-        log.error("channel %s: %s", channel.name, exc.message)
-    except Exception as exc:  # one channel's bug must not stop the others
-        log.error(
-            "channel %s: unexpected %s: %s",
-            channel.name,
-            type(exc).__name__,
-            exc,
-            exc_info=log.isEnabledFor(logging.DEBUG),
-        )
 
 
 class _ChannelRound:
@@ -94,6 +73,17 @@ class _ChannelRound:
             options,
         )
         self.state = store.channel_state(channel.name)
+
+    def run_guarded(self) -> None:
+        """run(), with any failure logged as one line naming the channel: one channel's
+        problem (or bug) never stops the others."""
+        try:
+            self.run()
+        except StoreError as exc:
+            log.error("channel %s: %s", self.channel.name, exc.message)
+        except Exception as exc:
+            log.error("channel %s: unexpected %s: %s", self.channel.name, type(exc).__name__, exc,
+                      exc_info=log.isEnabledFor(logging.DEBUG))
 
     def run(self) -> None:
         now = self.now()
