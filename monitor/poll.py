@@ -87,7 +87,7 @@ class Poller:
         skips gone feeds and unexpired Retry-After."""
         now = self.clock()
         result = []
-        for name, state in self.store.feed_states().items():
+        for name, state in self.store.feed_states(due_by=None if force else now).items():
             feed = self.config.feeds.get(name)
             if feed is None or not feed.enabled or state.state == "gone":
                 if force and feed is not None and feed.enabled and state.state == "gone":
@@ -101,8 +101,7 @@ class Poller:
                         f"{state.retry_after_until:%Y-%m-%d %H:%M:%S} UTC",
                     )
                 continue
-            if force or state.next_poll_at is None or state.next_poll_at <= now:
-                result.append(state)
+            result.append(state)
         return result
 
     def poll(self, states: list[FeedState]) -> PassReport:

@@ -35,6 +35,7 @@ MIGRATIONS: tuple[str, ...] = (
         failures INTEGER NOT NULL DEFAULT 0, last_error TEXT, title TEXT, language TEXT,
         content_seen_at TEXT, ttl_minutes INTEGER
     );
+    CREATE INDEX feeds_next_poll ON feeds (next_poll_at);
     CREATE TABLE articles (
         id INTEGER PRIMARY KEY, feed TEXT NOT NULL, key TEXT NOT NULL, story TEXT NOT NULL,
         title TEXT NOT NULL, link TEXT, text TEXT, author TEXT NOT NULL DEFAULT '',
@@ -187,8 +188,14 @@ class Store:
 
     # -- feeds -------------------------------------------------------------------------------
 
-    def feed_states(self) -> dict[str, FeedState]:
-        return {r["name"]: _feed_state(r) for r in self._rows("SELECT * FROM feeds")}
+    def feed_states(self, due_by: datetime | None = None) -> dict[str, FeedState]:
+        """Every feed's state, or only those whose next poll is due by a time (an indexed read:
+        the daemon asks every second)."""
+        if due_by is None:
+            return {r["name"]: _feed_state(r) for r in self._rows("SELECT * FROM feeds")}
+        rows = self._rows("SELECT * FROM feeds WHERE next_poll_at <= ? ORDER BY next_poll_at",
+                          [stamp(due_by)])
+        return {r["name"]: _feed_state(r) for r in rows}
 
     def sync_feeds(self, configured: dict[str, str], now: datetime) -> list[str]:
         """Make the feeds table follow the config (name -> URL). A changed URL starts a new
