@@ -386,5 +386,25 @@ def matches(obj: Context, rule: str | None, window: timedelta, as_json: bool) ->
             )
 
 
+def entry() -> None:
+    """The `monitor` command: usage errors too are `error: ...` lines (exit 2), as SPEC §2 says."""
+    try:
+        code = main.main(prog_name="monitor", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.format_message(), err=True)  # the help itself, not an error line
+        sys.exit(2)
+    except click.UsageError as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        command = exc.ctx.command_path if exc.ctx else "monitor"
+        click.echo(f"hint: see `{command} --help`", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 if __name__ == "__main__":
-    main()
+    entry()

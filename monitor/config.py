@@ -314,7 +314,7 @@ def _feed(
         if "interval" in table
         else settings.interval
     )
-    if interval == timedelta(0):
+    if interval == timedelta(0) and "interval" in table:  # an inherited 0s is reported once
         ctx.problems.add(f"{path}.interval", "must be longer than 0s")
         interval = None
     tags = _string_list(table.get("tags", []), f"{path}.tags", ctx.problems)

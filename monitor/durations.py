@@ -8,6 +8,9 @@ from datetime import timedelta
 _DURATION = re.compile(r"(?:\d+[smhdw])+")
 _GROUP = re.compile(r"(\d+)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# Longer spans would push "now +/- duration" past the calendar's end; SPEC's 36500d fits.
+MAX_DURATION_DAYS = 100_000
+MAX_DURATION_SECONDS = MAX_DURATION_DAYS * 86400
 _SIZE = re.compile(r"(\d+)(B|KiB|MiB)")
 _UNIT_BYTES = {"B": 1, "KiB": 1024, "MiB": 1024 * 1024}
 
@@ -20,10 +23,9 @@ def parse_duration(text: str) -> timedelta:
             'e.g. "90s", "15m", "1h30m"'
         )
     seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _GROUP.findall(text))
-    try:
-        return timedelta(seconds=seconds)
-    except OverflowError:
-        raise ValueError(f"{text!r} is too long a duration") from None
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"{text!r} is too long a duration; at most {MAX_DURATION_DAYS}d")
+    return timedelta(seconds=seconds)
 
 
 def parse_size(text: str) -> int:

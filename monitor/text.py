@@ -56,9 +56,15 @@ _BLOCK_TAGS = (
 )
 
 
+# Control characters (terminal escapes, NUL, C1 codes) are never text: a feed could otherwise
+# drive the console user's terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def collapse(text: str) -> str:
-    """Whitespace (CR/LF included) collapsed to single spaces, trimmed."""
-    return _WHITESPACE.sub(" ", text).strip()
+    """Whitespace (CR/LF included) collapsed to single spaces, control characters removed,
+    trimmed."""
+    return _WHITESPACE.sub(" ", _CONTROL.sub("", text)).strip()
 
 
 def html_to_text(fragment: str) -> str:

@@ -135,3 +135,15 @@ def test_send_test_through_the_real_path(make_cli, webhook) -> None:  # type: ig
     assert "stays queued" not in dead.stderr
     unknown = cli("send-test", "nope")
     assert unknown.returncode == 1 and "no channel named 'nope'" in unknown.stderr
+
+
+def test_usage_errors_are_error_lines_with_exit_2_and_durations_are_bounded(make_cli) -> None:
+    cli = make_cli(feeds={"w": {"url": "https://example.org/rss"}})
+    bad_status = cli("alerts", "--status", "nope")
+    assert bad_status.returncode == 2
+    assert bad_status.stderr.startswith("error: ") and "hint: see `monitor alerts --help`" in bad_status.stderr
+    assert cli("matches", "--since", "99999999d").returncode == 2
+    long_config = make_cli(monitor={"keep_seen": "3000000d"}, feeds={"w": {"url": "https://example.org/rss"}})
+    result = long_config("check")
+    assert result.returncode == 78
+    assert result.stderr.startswith("monitor.keep_seen: '3000000d' is too long a duration")

@@ -23,7 +23,7 @@ def test_wheel_has_every_module_and_runs_from_elsewhere(tmp_path: Path) -> None:
     for module in (ROOT / "monitor").glob("*.py"):
         assert f"monitor/{module.name}" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "monitor = monitor.cli:main" in (tmp_path / "site" / entry_points).read_text()
+    assert "monitor = monitor.cli:entry" in (tmp_path / "site" / entry_points).read_text()
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
