@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import click
 
 from monitor.config import Config
-from monitor.errors import MonitorError
+from monitor.errors import ConfigUnusable, MonitorError
 from monitor.models import Hit
 from monitor.render import snippet
 from monitor.rules import FeedInfo, RuleSet, RuleSpec, parse
@@ -65,8 +65,8 @@ def _rule(config: Config | None, name: str | None,
         parse(query or "")  # an invalid query raises QueryError: exit 78 with a caret
         return RuleSpec(name="--query", query=query or ""), None
     if config is None:
-        raise MonitorError("the config has problems (listed above), so rules cannot be read",
-                           hint="fix them, or try the query itself with --query")
+        raise ConfigUnusable("the config has problems (listed above), so rules cannot be read",
+                             hint="fix them, or try the query itself with --query")
     rule = config.rules.get(name)
     if rule is None:
         raise MonitorError(f"no rule named {name!r}", hint=f"rules: {', '.join(config.rules)}")

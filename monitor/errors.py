@@ -29,6 +29,13 @@ class ConfigError(MonitorError):
         self.problems = problems
 
 
+class ConfigUnusable(MonitorError):
+    """A command needs the config's rules or channels, and the config has problems (already
+    printed as warnings)."""
+
+    exit_code = 78
+
+
 class QueryError(MonitorError):
     """A watch-rule query could not be parsed. `column` is 1-based."""
 

@@ -147,3 +147,13 @@ def test_usage_errors_are_error_lines_with_exit_2_and_durations_are_bounded(make
     result = long_config("check")
     assert result.returncode == 78
     assert result.stderr.startswith("monitor.keep_seen: '3000000d' is too long a duration")
+
+
+def test_test_rule_by_name_on_a_broken_config_is_a_config_error(feed_server: FeedServer,
+                                                                 make_cli) -> None:
+    cli, _ = two_feeds(feed_server, make_cli)
+    cli.config.write_text(cli.config.read_text() + '\n[feeds.broken]\nurl_env = "MONITOR_NOT_SET"\n')
+    result = cli("test-rule", "truce")
+    assert result.returncode == 78
+    assert "feeds.broken.url_env" in result.stderr and "--query" in result.stderr
+    assert cli("test-rule", "--query", "truce", "--json").returncode == 0  # still usable
