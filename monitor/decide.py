@@ -145,7 +145,8 @@ def _new_document(
             stories_by_title.setdefault(headline, story)
         alert = not baseline or _within_backfill(article, policy.backfill, now)
         matches = tuple(m for m in match(article) if m.rule in routes) if alert else ()
-        fresh.append(NewArticle(article=article, story=story, matches=matches, alert=alert))
+        fresh.append(NewArticle(article=article, story=story, matches=matches, alert=alert,
+                                headline=headline))
         alerts.extend(
             QueuedAlert(
                 story=story,

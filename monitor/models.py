@@ -97,6 +97,7 @@ class NewArticle:
     story: str
     matches: tuple[RuleMatch, ...] = ()
     alert: bool = False  # False for the silent baseline of a feed's first poll
+    headline: str | None = None  # dedupe.title_key of the title, computed once by decide
 
 
 @dataclass(frozen=True, kw_only=True)

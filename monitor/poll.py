@@ -128,8 +128,8 @@ class Poller:
             metrics.record_fetch(result.feed, result.elapsed, failed=result.error is not None)
             plan = self._plan(self.config.feeds[state.name], state, result, headlines)
             for new in plan.new_articles:
-                if key := title_key(new.article.title):
-                    headlines.setdefault(key, new.story)
+                if new.headline:
+                    headlines.setdefault(new.headline, new.story)
             plans.append(plan)
         created = self.store.apply(plans, self.clock())
         for plan in plans:
@@ -155,13 +155,13 @@ class Poller:
         now = self.clock()
         try:
             parsed, problem, body_hash = self._parse(feed, result)
-            stories = self._recent_stories(parsed, headlines, now) if parsed else {}
             known = (
                 self.store.known_keys(
                     feed.name, [*(a.key for a in parsed.entries), *parsed.skipped_keys])
                 if parsed
                 else set()
             )
+            stories = self._recent_stories(parsed, known, headlines, now) if parsed else {}
             info = FeedInfo(
                 name=feed.name,
                 tags=feed.tags,
@@ -230,11 +230,11 @@ class Poller:
             )
         return parsed, None, body_hash
 
-    def _recent_stories(self, parsed: ParsedFeed, headlines: dict[str, str],
+    def _recent_stories(self, parsed: ParsedFeed, known: set[str], headlines: dict[str, str],
                         now: datetime) -> dict[str, str]:
-        """Stories already known by the headlines of this document: earlier in this pass, or
-        stored within the dedupe window (wire copy run by another outlet)."""
-        keys = {k for a in parsed.entries if (k := title_key(a.title))}
+        """Stories already known by the headlines of this document's new entries: earlier in
+        this pass, or stored within the dedupe window (wire copy run by another outlet)."""
+        keys = {k for a in parsed.entries if a.key not in known and (k := title_key(a.title))}
         stored = self.store.stories_by_title(keys - headlines.keys(), now - TITLE_WINDOW)
         return {**stored, **{k: headlines[k] for k in keys & headlines.keys()}}
 

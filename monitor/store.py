@@ -18,7 +18,6 @@ from typing import Any
 
 import sqlite_utils
 
-from monitor.dedupe import title_key
 from monitor.errors import StoreError
 from monitor.models import Article, FeedPlan, FeedState, Hit
 
@@ -267,7 +266,7 @@ class Store:
                     stamp(a.published_at),
                     seen_at,
                     seen_at,
-                    title_key(a.title),
+                    new.headline,
                 ],
             )
             ids[a.key] = cursor.lastrowid or 0

@@ -112,11 +112,6 @@ def canonical_url(url: str) -> str | None:
     return str(canonical)
 
 
-def is_web_link(url: str | None) -> bool:
-    """True for an http(s) URL: the only links made clickable in messages."""
-    return bool(url) and canonical_url(url or "") is not None
-
-
 # Query parameters whose values are credentials in feed URLs (private feeds carry them).
 _SECRET_PARAM = re.compile(r"token|key|secret|pass|auth|sig|session|api|access|hash", re.I)
 
